@@ -1,0 +1,579 @@
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::command::NewBooking;
+use super::{BookingCommand, BookingError, BookingEvent};
+use crate::settings::BookingRules;
+use crate::values::{
+    BookingId, BranchId, Money, PhoneNumber, ServiceId, StaffId, TenantId, TimeRange,
+};
+
+/// Where a booking came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BookingSource {
+    /// The REST API or a dashboard.
+    #[default]
+    Api,
+    /// The voice agent on a call.
+    Phone,
+    /// An agent through the Model Context Protocol.
+    Mcp,
+    /// Made in Cal.com directly.
+    Calcom,
+}
+
+/// Where a booking is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// Slot held, awaiting confirmation (or payment).
+    #[default]
+    Held,
+    /// Firm.
+    Confirmed,
+    /// Took place.
+    Completed,
+    /// Called off.
+    Cancelled,
+    /// The customer did not come.
+    NoShow,
+}
+
+/// The customer of a booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Customer {
+    /// E.164.
+    pub phone: PhoneNumber,
+    /// Name as given.
+    pub name: String,
+    /// E-mail, if any.
+    pub email: Option<String>,
+}
+
+/// How a booking was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancellation {
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// Inside the cut-off.
+    pub late: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One appointment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Booking {
+    /// Set by BookingCreated.
+    pub id: Option<BookingId>,
+    /// Tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Branch.
+    pub branch_id: Option<BranchId>,
+    /// Service.
+    pub service_id: Option<ServiceId>,
+    /// Staff.
+    pub staff_id: Option<StaffId>,
+    /// Customer.
+    pub customer: Option<Customer>,
+    /// When.
+    pub appointment: Option<TimeRange>,
+    /// The branch's zone.
+    #[schemars(with = "Option<String>")]
+    pub time_zone: Option<Tz>,
+    /// Status.
+    pub status: BookingStatus,
+    /// Origin.
+    pub source: BookingSource,
+    /// Voice call.
+    pub call_id: Option<String>,
+    /// Quoted on the phone.
+    pub confirmation_number: String,
+    /// Price.
+    pub price: Option<Money>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// When made.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When confirmed.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// How it was cancelled.
+    pub cancellation: Option<Cancellation>,
+}
+
+fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, BookingError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max {
+        return Err(BookingError::InvalidText { field, max });
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn email(value: Option<String>) -> Result<Option<String>, BookingError> {
+    match value {
+        Some(e) if !e.contains('@') || e.len() > 254 => Err(BookingError::InvalidEmail(e)),
+        other => Ok(other),
+    }
+}
+
+fn notes(value: Option<String>) -> Result<Option<String>, BookingError> {
+    value
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| bounded("notes", &n, 2000))
+        .transpose()
+}
+
+/// Checks duration, minimum notice and maximum advance of an appointment made at `now`.
+pub(crate) fn check_timing(
+    appointment: &TimeRange,
+    rules: &BookingRules,
+    now: DateTime<Utc>,
+) -> Result<(), BookingError> {
+    let minutes = appointment.minutes();
+    if !(15..=480).contains(&minutes) {
+        return Err(BookingError::InvalidDuration(minutes));
+    }
+    if appointment.start < now + Duration::minutes(i64::from(rules.min_notice_minutes)) {
+        return Err(BookingError::TooShortNotice(rules.min_notice_minutes));
+    }
+    if appointment.start > now + Duration::days(i64::from(rules.max_advance_days)) {
+        return Err(BookingError::TooFarInAdvance(rules.max_advance_days));
+    }
+    Ok(())
+}
+
+impl Booking {
+    /// Decides a command against the current state. Pure: no I/O, no clock.
+    #[expect(clippy::too_many_lines, reason = "one short arm per command")]
+    pub fn decide(&self, command: BookingCommand) -> Result<Vec<BookingEvent>, BookingError> {
+        if let BookingCommand::CreateBooking {
+            booking,
+            rules,
+            confirm,
+            now,
+        } = command
+        {
+            return self.create(*booking, &rules, confirm, now);
+        }
+        if self.id.is_none() {
+            return Err(BookingError::NotFound);
+        }
+        match command {
+            BookingCommand::CreateBooking { .. } => Err(BookingError::AlreadyExists),
+            BookingCommand::ConfirmBooking { now } => match self.status {
+                BookingStatus::Held => {
+                    Ok(vec![BookingEvent::BookingConfirmed { confirmed_at: now }])
+                }
+                BookingStatus::Confirmed => Ok(vec![]),
+                from => Err(BookingError::IllegalTransition {
+                    from,
+                    action: "confirmed",
+                }),
+            },
+            BookingCommand::RescheduleBooking {
+                appointment,
+                staff_id,
+                rules,
+                now,
+            } => {
+                self.require(
+                    &[BookingStatus::Held, BookingStatus::Confirmed],
+                    "rescheduled",
+                )?;
+                check_timing(&appointment, &rules, now)?;
+                let (Some(from), Some(staff_from)) = (self.appointment, self.staff_id) else {
+                    return Err(BookingError::NotFound);
+                };
+                if from == appointment && staff_from == staff_id {
+                    return Ok(vec![]);
+                }
+                Ok(vec![BookingEvent::BookingRescheduled {
+                    from,
+                    to: appointment,
+                    staff_from,
+                    staff_to: staff_id,
+                }])
+            }
+            BookingCommand::CancelBooking {
+                reason,
+                actor,
+                cutoff_hours,
+                now,
+            } => {
+                self.require(
+                    &[BookingStatus::Held, BookingStatus::Confirmed],
+                    "cancelled",
+                )?;
+                let late = self
+                    .appointment
+                    .is_some_and(|a| now > a.start - Duration::hours(i64::from(cutoff_hours)));
+                Ok(vec![BookingEvent::BookingCancelled {
+                    reason: bounded("reason", &reason, 500)?,
+                    actor,
+                    late,
+                    cancelled_at: now,
+                }])
+            }
+            BookingCommand::CompleteBooking { now } => {
+                self.require(&[BookingStatus::Confirmed], "completed")?;
+                self.require_started(now)?;
+                Ok(vec![BookingEvent::BookingCompleted { completed_at: now }])
+            }
+            BookingCommand::MarkNoShow { now } => {
+                self.require(&[BookingStatus::Confirmed], "marked as no-show")?;
+                self.require_started(now)?;
+                Ok(vec![BookingEvent::BookingMarkedNoShow { marked_at: now }])
+            }
+            BookingCommand::UpdateBookingDetails {
+                customer_name,
+                customer_email,
+                notes: new_notes,
+            } => {
+                self.require(&[BookingStatus::Held, BookingStatus::Confirmed], "changed")?;
+                let Some(current) = &self.customer else {
+                    return Err(BookingError::NotFound);
+                };
+                let customer = Customer {
+                    phone: current.phone.clone(),
+                    name: match customer_name {
+                        Some(n) => bounded("customer.name", &n, 200)?,
+                        None => current.name.clone(),
+                    },
+                    email: match customer_email {
+                        Some(e) => email(Some(e))?,
+                        None => current.email.clone(),
+                    },
+                };
+                let notes = match new_notes {
+                    Some(n) => notes(Some(n))?,
+                    None => self.notes.clone(),
+                };
+                Ok(vec![BookingEvent::BookingDetailsUpdated {
+                    customer,
+                    notes,
+                }])
+            }
+        }
+    }
+
+    fn create(
+        &self,
+        b: NewBooking,
+        rules: &BookingRules,
+        confirm: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BookingEvent>, BookingError> {
+        if self.id.is_some() {
+            return Err(BookingError::AlreadyExists);
+        }
+        check_timing(&b.appointment, rules, now)?;
+        let customer = Customer {
+            phone: b.customer.phone,
+            name: bounded("customer.name", &b.customer.name, 200)?,
+            email: email(b.customer.email)?,
+        };
+        let mut events = vec![BookingEvent::BookingCreated {
+            booking_id: b.booking_id,
+            tenant_id: b.tenant_id,
+            branch_id: b.branch_id,
+            service_id: b.service_id,
+            staff_id: b.staff_id,
+            customer,
+            appointment: b.appointment,
+            time_zone: b.time_zone,
+            source: b.source,
+            call_id: b.call_id,
+            confirmation_number: b.confirmation_number,
+            price: b.price,
+            notes: notes(b.notes)?,
+            created_at: now,
+        }];
+        if confirm {
+            events.push(BookingEvent::BookingConfirmed { confirmed_at: now });
+        }
+        Ok(events)
+    }
+
+    fn require(&self, allowed: &[BookingStatus], action: &'static str) -> Result<(), BookingError> {
+        if allowed.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(BookingError::IllegalTransition {
+                from: self.status,
+                action,
+            })
+        }
+    }
+
+    fn require_started(&self, now: DateTime<Utc>) -> Result<(), BookingError> {
+        match self.appointment {
+            Some(a) if now >= a.start => Ok(()),
+            _ => Err(BookingError::NotStartedYet),
+        }
+    }
+}
+
+impl Aggregate for Booking {
+    const TYPE: &'static str = "Booking";
+    type Command = BookingCommand;
+    type Event = BookingEvent;
+    type Error = BookingError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    #[expect(clippy::too_many_lines, reason = "one assignment arm per event")]
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            BookingEvent::BookingCreated {
+                booking_id,
+                tenant_id,
+                branch_id,
+                service_id,
+                staff_id,
+                customer,
+                appointment,
+                time_zone,
+                source,
+                call_id,
+                confirmation_number,
+                price,
+                notes,
+                created_at,
+            } => {
+                *self = Self {
+                    id: Some(booking_id),
+                    tenant_id: Some(tenant_id),
+                    branch_id: Some(branch_id),
+                    service_id: Some(service_id),
+                    staff_id: Some(staff_id),
+                    customer: Some(customer),
+                    appointment: Some(appointment),
+                    time_zone: Some(time_zone),
+                    status: BookingStatus::Held,
+                    source,
+                    call_id,
+                    confirmation_number,
+                    price: Some(price),
+                    notes,
+                    created_at: Some(created_at),
+                    confirmed_at: None,
+                    cancellation: None,
+                };
+            }
+            BookingEvent::BookingConfirmed { confirmed_at } => {
+                self.status = BookingStatus::Confirmed;
+                self.confirmed_at = Some(confirmed_at);
+            }
+            BookingEvent::BookingRescheduled { to, staff_to, .. } => {
+                self.appointment = Some(to);
+                self.staff_id = Some(staff_to);
+            }
+            BookingEvent::BookingCancelled {
+                reason,
+                actor,
+                late,
+                cancelled_at,
+            } => {
+                self.status = BookingStatus::Cancelled;
+                self.cancellation = Some(Cancellation {
+                    reason,
+                    actor,
+                    late,
+                    at: cancelled_at,
+                });
+            }
+            BookingEvent::BookingCompleted { .. } => self.status = BookingStatus::Completed,
+            BookingEvent::BookingMarkedNoShow { .. } => self.status = BookingStatus::NoShow,
+            BookingEvent::BookingDetailsUpdated { customer, notes } => {
+                self.customer = Some(customer);
+                self.notes = notes;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::{CountryCode, Currency};
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    type Spec = TestFramework<Booking>;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 6, 12, 0, 0).unwrap()
+    }
+
+    fn appointment(hours_ahead: i64) -> TimeRange {
+        TimeRange::starting_at(now() + Duration::hours(hours_ahead), 30).unwrap()
+    }
+
+    fn new_booking(appointment: TimeRange) -> NewBooking {
+        NewBooking {
+            booking_id: BookingId(uuid::Uuid::from_u128(1)),
+            tenant_id: TenantId(uuid::Uuid::from_u128(2)),
+            branch_id: BranchId(uuid::Uuid::from_u128(3)),
+            service_id: ServiceId(uuid::Uuid::from_u128(4)),
+            staff_id: StaffId(uuid::Uuid::from_u128(5)),
+            customer: Customer {
+                phone: PhoneNumber::parse("0301234567", CountryCode(49)).unwrap(),
+                name: "Eva".to_owned(),
+                email: None,
+            },
+            appointment,
+            time_zone: chrono_tz::Europe::Berlin,
+            source: BookingSource::Api,
+            call_id: None,
+            confirmation_number: "ABC123".to_owned(),
+            price: Money::new(4500, Currency::EUR).unwrap(),
+            notes: None,
+        }
+    }
+
+    fn create(appointment: TimeRange) -> BookingCommand {
+        BookingCommand::CreateBooking {
+            booking: Box::new(new_booking(appointment)),
+            rules: BookingRules::default(),
+            confirm: true,
+            now: now(),
+        }
+    }
+
+    fn created() -> Vec<BookingEvent> {
+        Booking::default().decide(create(appointment(48))).unwrap()
+    }
+
+    #[test]
+    fn a_booking_made_with_notice_is_created_and_confirmed() {
+        let events = created();
+        assert!(matches!(
+            &events[..],
+            [
+                BookingEvent::BookingCreated { .. },
+                BookingEvent::BookingConfirmed { .. }
+            ]
+        ));
+    }
+
+    #[test]
+    fn a_booking_inside_the_minimum_notice_is_refused() {
+        Spec::with(())
+            .given_no_previous_events()
+            .when(create(appointment(0)))
+            .then_expect_error(BookingError::TooShortNotice(60));
+    }
+
+    #[test]
+    fn a_booking_beyond_the_maximum_advance_is_refused() {
+        Spec::with(())
+            .given_no_previous_events()
+            .when(create(appointment(24 * 91)))
+            .then_expect_error(BookingError::TooFarInAdvance(90));
+    }
+
+    #[test]
+    fn a_booking_of_nine_hours_is_refused() {
+        let long = TimeRange::starting_at(now() + Duration::hours(48), 540).unwrap();
+        Spec::with(())
+            .given_no_previous_events()
+            .when(create(long))
+            .then_expect_error(BookingError::InvalidDuration(540));
+    }
+
+    #[test]
+    fn a_cancelled_booking_cannot_be_confirmed() {
+        let mut given = created();
+        given.push(BookingEvent::BookingCancelled {
+            reason: "ill".to_owned(),
+            actor: "k".to_owned(),
+            late: false,
+            cancelled_at: now(),
+        });
+        Spec::with(())
+            .given(given)
+            .when(BookingCommand::ConfirmBooking { now: now() })
+            .then_expect_error(BookingError::IllegalTransition {
+                from: BookingStatus::Cancelled,
+                action: "confirmed",
+            });
+    }
+
+    #[test]
+    fn a_cancellation_inside_the_cut_off_is_late() {
+        let result = Spec::with(())
+            .given(created())
+            .when(BookingCommand::CancelBooking {
+                reason: "sick".to_owned(),
+                actor: "key".to_owned(),
+                cutoff_hours: 72,
+                now: now(),
+            });
+        assert!(matches!(
+            &result.inspect_result().unwrap()[..],
+            [BookingEvent::BookingCancelled { late: true, .. }]
+        ));
+    }
+
+    #[test]
+    fn a_booking_cannot_be_completed_before_it_starts() {
+        Spec::with(())
+            .given(created())
+            .when(BookingCommand::CompleteBooking { now: now() })
+            .then_expect_error(BookingError::NotStartedYet);
+    }
+
+    #[test]
+    fn a_completed_booking_cannot_be_marked_no_show() {
+        let mut given = created();
+        given.push(BookingEvent::BookingCompleted {
+            completed_at: now() + Duration::hours(49),
+        });
+        Spec::with(())
+            .given(given)
+            .when(BookingCommand::MarkNoShow {
+                now: now() + Duration::hours(50),
+            })
+            .then_expect_error(BookingError::IllegalTransition {
+                from: BookingStatus::Completed,
+                action: "marked as no-show",
+            });
+    }
+
+    #[test]
+    fn rescheduling_records_the_old_and_new_time() {
+        let to = appointment(72);
+        Spec::with(())
+            .given(created())
+            .when(BookingCommand::RescheduleBooking {
+                appointment: to,
+                staff_id: StaffId(uuid::Uuid::from_u128(6)),
+                rules: BookingRules::default(),
+                now: now(),
+            })
+            .then_expect_events(vec![BookingEvent::BookingRescheduled {
+                from: appointment(48),
+                to,
+                staff_from: StaffId(uuid::Uuid::from_u128(5)),
+                staff_to: StaffId(uuid::Uuid::from_u128(6)),
+            }]);
+    }
+}

@@ -1,0 +1,108 @@
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{BookingSource, Customer};
+use crate::values::{BookingId, BranchId, Money, ServiceId, StaffId, TenantId, TimeRange};
+
+/// What happened to a Booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub enum BookingEvent {
+    /// The booking exists, its slot held.
+    BookingCreated {
+        /// Id.
+        booking_id: BookingId,
+        /// Tenant.
+        tenant_id: TenantId,
+        /// Branch.
+        branch_id: BranchId,
+        /// Service.
+        service_id: ServiceId,
+        /// Staff.
+        staff_id: StaffId,
+        /// Customer.
+        customer: Customer,
+        /// When.
+        appointment: TimeRange,
+        /// The branch's zone.
+        #[schemars(with = "String")]
+        time_zone: Tz,
+        /// Origin.
+        source: BookingSource,
+        /// Voice call.
+        call_id: Option<String>,
+        /// Quoted on the phone.
+        confirmation_number: String,
+        /// Price.
+        price: Money,
+        /// Notes.
+        notes: Option<String>,
+        /// When it was made.
+        created_at: DateTime<Utc>,
+    },
+    /// Confirmed.
+    BookingConfirmed {
+        /// When.
+        confirmed_at: DateTime<Utc>,
+    },
+    /// Moved.
+    BookingRescheduled {
+        /// Old time.
+        from: TimeRange,
+        /// New time.
+        to: TimeRange,
+        /// Old staff.
+        staff_from: StaffId,
+        /// New staff.
+        staff_to: StaffId,
+    },
+    /// Cancelled.
+    BookingCancelled {
+        /// Why.
+        reason: String,
+        /// Who.
+        actor: String,
+        /// Inside the cancellation cut-off.
+        late: bool,
+        /// When.
+        cancelled_at: DateTime<Utc>,
+    },
+    /// Took place.
+    BookingCompleted {
+        /// When recorded.
+        completed_at: DateTime<Utc>,
+    },
+    /// The customer did not come.
+    BookingMarkedNoShow {
+        /// When recorded.
+        marked_at: DateTime<Utc>,
+    },
+    /// Customer details or notes changed.
+    BookingDetailsUpdated {
+        /// Customer.
+        customer: Customer,
+        /// Notes.
+        notes: Option<String>,
+    },
+}
+
+impl DomainEvent for BookingEvent {
+    fn event_type(&self) -> String {
+        let name = match self {
+            Self::BookingCreated { .. } => "BookingCreated",
+            Self::BookingConfirmed { .. } => "BookingConfirmed",
+            Self::BookingRescheduled { .. } => "BookingRescheduled",
+            Self::BookingCancelled { .. } => "BookingCancelled",
+            Self::BookingCompleted { .. } => "BookingCompleted",
+            Self::BookingMarkedNoShow { .. } => "BookingMarkedNoShow",
+            Self::BookingDetailsUpdated { .. } => "BookingDetailsUpdated",
+        };
+        name.to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,19 @@
+//! Value types: parsed once at the edge, trusted everywhere after.
+
+mod coordinates;
+mod ids;
+mod money;
+mod phone;
+mod plan;
+mod schedule;
+mod time_range;
+
+pub use coordinates::Coordinates;
+pub use ids::{BlockId, BookingId, BranchId, ServiceId, StaffId, TenantId};
+pub use money::{Currency, Money, MoneyError};
+pub use phone::{CountryCode, PhoneError, PhoneNumber};
+pub use plan::{Plan, PlanFeatures, PlanLimits};
+pub use schedule::{
+    ClockRange, ClockTime, DayHours, ScheduleError, Weekday, WeeklyHours, local_range_to_utc,
+};
+pub use time_range::{TimeRange, TimeRangeError};
