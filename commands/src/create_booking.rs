@@ -1,0 +1,282 @@
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use domain::booking::{BookingSource, Customer, NewBooking, check_monthly_limit, check_placement};
+use domain::settings::BookingRules;
+use domain::tenant::Service;
+use domain::values::{BookingId, BranchId, PhoneNumber, ServiceId, StaffId, TimeRange};
+use domain::{Booking, BookingCommand, StaffCommand, StaffError, Tenant};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::{
+    CommandError, CommandMeta, Commands, Outcome, Permission, Principal, Store, max_position,
+};
+
+/// The customer as given by the caller.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerInput {
+    /// E.164, or national with the tenant's default country code.
+    pub phone: String,
+    /// Name.
+    pub name: String,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A booking request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBookingInput {
+    /// Branch.
+    pub branch_id: BranchId,
+    /// Service.
+    pub service_id: ServiceId,
+    /// A named staff member; without one, the first qualified free one is chosen.
+    #[serde(default)]
+    pub staff_id: Option<StaffId>,
+    /// Start, RFC 3339 with an offset.
+    pub start: DateTime<Utc>,
+    /// Who comes.
+    pub customer: CustomerInput,
+    /// Free text.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Origin; `api` when absent.
+    #[serde(default)]
+    pub source: Option<BookingSource>,
+    /// The voice call making it.
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// Only hold the slot (status `held`) until `POST /bookings/{id}/confirm`.
+    #[serde(default)]
+    pub hold_only: bool,
+}
+
+/// Where a placement was checked: everything needed to build the domain commands.
+struct Placement<'t> {
+    service: &'t Service,
+    appointment: TimeRange,
+    time_zone: chrono_tz::Tz,
+    rules: BookingRules,
+}
+
+impl<S: Store> Commands<S> {
+    /// Books an appointment: hold the slot on a staff calendar, create the booking, and turn
+    /// the hold into a reservation.
+    #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
+    pub async fn create_booking(
+        &self,
+        who: &Principal,
+        meta: &CommandMeta,
+        booking_id: BookingId,
+        input: CreateBookingInput,
+    ) -> Result<Outcome<Booking>, CommandError> {
+        who.require(Permission::CreateBookings)?;
+        let (tenant, _) = self.tenant(meta.tenant_id).await?;
+        let phone = PhoneNumber::parse(&input.customer.phone, tenant.settings.default_country_code)
+            .map_err(|e| CommandError::invalid("customer.phone", e))?;
+        let placement = self.place(&tenant, input.branch_id, input.service_id, input.start)?;
+        let make = |staff_id: StaffId| BookingCommand::CreateBooking {
+            booking: Box::new(NewBooking {
+                booking_id,
+                tenant_id: meta.tenant_id,
+                branch_id: input.branch_id,
+                service_id: input.service_id,
+                staff_id,
+                customer: Customer {
+                    phone: phone.clone(),
+                    name: input.customer.name.clone(),
+                    email: input.customer.email.clone(),
+                },
+                appointment: placement.appointment,
+                time_zone: placement.time_zone,
+                source: input.source.unwrap_or_default(),
+                call_id: input.call_id.clone(),
+                confirmation_number: confirmation_number(),
+                price: placement.service.price,
+                notes: input.notes.clone(),
+            }),
+            rules: placement.rules,
+            confirm: !input.hold_only,
+            now: meta.now,
+        };
+        // Refuse bad input before any calendar is touched.
+        Booking::default().decide(make(input.staff_id.unwrap_or_default()))?;
+        self.check_quota(&tenant, meta).await?;
+
+        let candidates = match input.staff_id {
+            Some(id) => vec![id],
+            None => {
+                self.directory
+                    .active_staff(meta.tenant_id, input.branch_id)
+                    .await?
+            }
+        };
+        let (staff_id, held_at) = self
+            .hold_first_free(
+                &candidates,
+                input.staff_id.is_some(),
+                booking_id,
+                &placement,
+                meta,
+            )
+            .await?;
+        let created = match self.run_booking(booking_id, make(staff_id), meta).await {
+            Ok(created) => created,
+            Err(e) => {
+                self.release_quietly(staff_id, booking_id, meta).await;
+                return Err(e);
+            }
+        };
+        if input.hold_only {
+            return Ok(Outcome {
+                position: max_position(held_at, created.position),
+                ..created
+            });
+        }
+        let confirm = StaffCommand::ConfirmReservation {
+            booking_id,
+            start: placement.appointment.start,
+            now: meta.now,
+        };
+        let reserved = self.run_staff(staff_id, confirm, meta).await?;
+        Ok(Outcome {
+            position: max_position(created.position, reserved.position),
+            ..created
+        })
+    }
+
+    /// Checks branch, service, business hours and derives the appointment.
+    fn place<'t>(
+        &self,
+        tenant: &'t Tenant,
+        branch_id: BranchId,
+        service_id: ServiceId,
+        start: DateTime<Utc>,
+    ) -> Result<Placement<'t>, CommandError> {
+        let service = tenant
+            .live_service(service_id)
+            .map_err(|_| domain::BookingError::ServiceNotFound(service_id))?;
+        let appointment = TimeRange::starting_at(start, service.duration_minutes)
+            .map_err(|e| CommandError::invalid("start", e))?;
+        let (branch, service) = check_placement(tenant, branch_id, service_id, &appointment)?;
+        Ok(Placement {
+            service,
+            appointment,
+            time_zone: branch.time_zone,
+            rules: self.rules(tenant),
+        })
+    }
+
+    /// The tenant's rules with the server's cap on advance days.
+    pub(crate) fn rules(&self, tenant: &Tenant) -> BookingRules {
+        let mut rules = tenant.settings.booking_rules;
+        rules.max_advance_days = rules.max_advance_days.min(self.config.max_advance_days);
+        rules
+    }
+
+    /// Refuses when the plan's bookings for this month are used up.
+    async fn check_quota(&self, tenant: &Tenant, meta: &CommandMeta) -> Result<(), CommandError> {
+        if tenant.plan.limits().bookings_per_month.is_none() {
+            return Ok(());
+        }
+        let since = month_start(meta.now, tenant.settings.time_zone);
+        let made = self.directory.bookings_since(meta.tenant_id, since).await?;
+        Ok(check_monthly_limit(tenant.plan, made)?)
+    }
+
+    /// Holds the slot with the first candidate that can take it. A named staff member's
+    /// refusal is the answer; otherwise the next candidate is tried.
+    async fn hold_first_free(
+        &self,
+        candidates: &[StaffId],
+        named: bool,
+        booking_id: BookingId,
+        placement: &Placement<'_>,
+        meta: &CommandMeta,
+    ) -> Result<(StaffId, Option<i64>), CommandError> {
+        let hold = StaffCommand::HoldSlot {
+            booking_id,
+            service_id: placement.service.id,
+            appointment: placement.appointment,
+            buffer_before_minutes: placement.service.buffer_before_minutes,
+            buffer_after_minutes: placement.service.buffer_after_minutes,
+            expires_at: meta.now + self.config.hold_ttl,
+            now: meta.now,
+        };
+        for &staff_id in candidates {
+            match self.run_staff(staff_id, hold.clone(), meta).await {
+                Ok(outcome) => return Ok((staff_id, outcome.position)),
+                Err(e) if named => return Err(e),
+                Err(
+                    CommandError::Staff(
+                        StaffError::SlotUnavailable
+                        | StaffError::NotQualified(_)
+                        | StaffError::OutsideSchedule
+                        | StaffError::Inactive,
+                    )
+                    | CommandError::NotFound(_),
+                ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CommandError::NoStaffAvailable)
+    }
+
+    /// Frees a booking's slots after a failed step; failures here only delay the hold's lapse.
+    pub(crate) async fn release_quietly(
+        &self,
+        staff_id: StaffId,
+        booking_id: BookingId,
+        meta: &CommandMeta,
+    ) {
+        if let Err(e) = self
+            .run_staff(staff_id, StaffCommand::ReleaseSlot { booking_id }, meta)
+            .await
+        {
+            tracing::warn!(error = %e, %booking_id, "could not release the hold; it will lapse");
+        }
+    }
+}
+
+/// Midnight on the first of `now`'s month in `tz`.
+fn month_start(now: DateTime<Utc>, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    let local = now.with_timezone(&tz);
+    NaiveDate::from_ymd_opt(local.year(), local.month(), 1)
+        .and_then(|d| {
+            tz.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+                .earliest()
+        })
+        .map_or(now, |t| t.with_timezone(&Utc))
+}
+
+/// Eight characters a caller can read out on the phone (no 0/O, 1/I).
+fn confirmation_number() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    uuid::Uuid::new_v4().as_bytes()[..8]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_month_starts_at_local_midnight() {
+        let now = Utc.with_ymd_and_hms(2030, 7, 15, 10, 0, 0).unwrap();
+        assert_eq!(
+            month_start(now, chrono_tz::Europe::Berlin),
+            Utc.with_ymd_and_hms(2030, 6, 30, 22, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn confirmation_numbers_avoid_ambiguous_characters() {
+        let n = confirmation_number();
+        assert_eq!(n.len(), 8);
+        assert!(!n.contains(['0', 'O', '1', 'I']));
+    }
+}

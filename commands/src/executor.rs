@@ -1,0 +1,152 @@
+use std::hash::{BuildHasher, Hash};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::{CommandError, CommandMeta};
+
+/// An aggregate context that knows the sequence number it was loaded at.
+pub trait Versioned {
+    /// The sequence of the last event folded into the aggregate; 0 for a new stream.
+    fn version(&self) -> u64;
+}
+
+/// The result of a command: the aggregate after it, its version, and the global position of
+/// its last event (for read-your-writes), or the unchanged state when nothing was decided.
+#[derive(Debug, Clone)]
+pub struct Outcome<A> {
+    /// The aggregate after the command.
+    pub state: A,
+    /// Its stream's last sequence number.
+    pub version: u64,
+    /// The event store position of the last event written, if any was.
+    pub position: Option<i64>,
+}
+
+/// Serializes commands on one aggregate within this process, so local contenders queue
+/// instead of losing optimistic-concurrency races; other processes are still caught by the
+/// store's conflict check.
+#[derive(Debug)]
+pub(crate) struct StripedLocks {
+    stripes: Vec<Mutex<()>>,
+    hasher: std::hash::RandomState,
+}
+
+impl StripedLocks {
+    pub(crate) fn new(stripes: usize) -> Self {
+        Self {
+            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    pub(crate) async fn lock(&self, key: impl Hash) -> MutexGuard<'_, ()> {
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from(hash % self.stripes.len() as u64).unwrap_or(0);
+        self.stripes[index].lock().await
+    }
+}
+
+/// Maps a store error; conflicts are handled by the caller.
+pub(crate) fn store_error<E: std::error::Error + Into<CommandError>>(
+    error: AggregateError<E>,
+) -> CommandError {
+    match error {
+        AggregateError::UserError(e) => e.into(),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(e) => CommandError::Unavailable(e.to_string()),
+        AggregateError::DeserializationError(e) => {
+            CommandError::Internal(format!("stored data unreadable: {e}"))
+        }
+        AggregateError::UnexpectedError(e) => CommandError::Internal(e.to_string()),
+    }
+}
+
+/// The highest `position` stamped on committed envelopes by the store.
+pub(crate) fn last_position<A: Aggregate>(events: &[EventEnvelope<A>]) -> Option<i64> {
+    events
+        .iter()
+        .filter_map(|e| e.metadata.get("position")?.parse().ok())
+        .max()
+}
+
+/// Loads an aggregate.
+pub(crate) async fn load<A, S>(store: &S, id: &str) -> Result<(A, u64), CommandError>
+where
+    A: Aggregate + Clone,
+    A::Error: Into<CommandError>,
+    S: EventStore<A>,
+    S::AC: Versioned,
+{
+    let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+    let version = context.version();
+    Ok((context.aggregate().clone(), version))
+}
+
+/// Loads, decides and appends, reloading and deciding again when another writer appended to
+/// the stream in between, at most `attempts` times. `owned` says whether the loaded aggregate
+/// belongs to the command's tenant (a new, empty one does); if not, it is NotFound.
+pub(crate) async fn execute<A, S>(
+    store: &S,
+    locks: &StripedLocks,
+    attempts: u32,
+    id: &str,
+    command: &A::Command,
+    meta: &CommandMeta,
+    owned: fn(&A, &CommandMeta) -> bool,
+) -> Result<Outcome<A>, CommandError>
+where
+    A: Aggregate<Services = ()> + Clone,
+    A::Command: Clone,
+    A::Error: Into<CommandError>,
+    S: EventStore<A>,
+    S::AC: Versioned,
+{
+    let _local = locks.lock((A::TYPE, id)).await;
+    for attempt in 1..=attempts.max(1) {
+        let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+        let version = context.version();
+        if !owned(context.aggregate(), meta) {
+            return Err(CommandError::NotFound(not_found_name(A::TYPE)));
+        }
+        let sink = EventSink::default();
+        context
+            .aggregate()
+            .handle(command.clone(), &(), &sink)
+            .await
+            .map_err(|e| e.into())?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Outcome {
+                state: context.aggregate().clone(),
+                version,
+                position: None,
+            });
+        }
+        let count = events.len() as u64;
+        let state = context.aggregate().clone();
+        match store.commit(events, context, meta.to_map()).await {
+            Ok(committed) => {
+                return Ok(Outcome {
+                    state,
+                    version: version + count,
+                    position: last_position(&committed),
+                });
+            }
+            Err(AggregateError::AggregateConflict) => {
+                tracing::debug!(aggregate = A::TYPE, id, attempt, "conflict; deciding again");
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(CommandError::Conflict)
+}
+
+fn not_found_name(aggregate_type: &str) -> &'static str {
+    match aggregate_type {
+        "Staff" => "staff member",
+        "Booking" => "booking",
+        _ => "tenant",
+    }
+}

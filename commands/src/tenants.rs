@@ -1,0 +1,130 @@
+use domain::settings::TenantSettings;
+use domain::values::{Plan, TenantId};
+use domain::{Tenant, TenantCommand};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::{CommandError, CommandMeta, Commands, Outcome, Permission, Principal, Store};
+
+/// A new tenant, as the operator registers it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterTenantInput {
+    /// Company name.
+    pub name: String,
+    /// Contact e-mail.
+    #[serde(default)]
+    pub contact_email: Option<String>,
+    /// Subscription; `basic` when absent.
+    #[serde(default)]
+    pub plan: Plan,
+    /// Settings; defaults are German (Europe/Berlin, de, +49, EUR).
+    #[serde(default)]
+    pub settings: TenantSettings,
+}
+
+/// Changes to name or contact.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantInput {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New contact e-mail.
+    #[serde(default)]
+    pub contact_email: Option<String>,
+}
+
+/// A plan change.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePlanInput {
+    /// The new plan.
+    pub plan: Plan,
+}
+
+impl<S: Store> Commands<S> {
+    /// Registers a tenant; the caller is the operator, so no API key is involved.
+    #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id))]
+    pub async fn register_tenant(
+        &self,
+        meta: &CommandMeta,
+        input: RegisterTenantInput,
+    ) -> Result<Outcome<Tenant>, CommandError> {
+        let command = TenantCommand::RegisterTenant {
+            tenant_id: meta.tenant_id,
+            name: input.name,
+            contact_email: input.contact_email,
+            plan: input.plan,
+            settings: input.settings,
+            now: meta.now,
+        };
+        self.run_tenant(command, meta).await
+    }
+
+    /// Changes name or contact.
+    #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id))]
+    pub async fn update_tenant(
+        &self,
+        who: &Principal,
+        meta: &CommandMeta,
+        input: UpdateTenantInput,
+    ) -> Result<Outcome<Tenant>, CommandError> {
+        who.require(Permission::ManageCompany)?;
+        let command = TenantCommand::UpdateTenant {
+            name: input.name,
+            contact_email: input.contact_email,
+        };
+        self.tenant_command(meta.tenant_id, command, meta).await
+    }
+
+    /// Moves to another plan.
+    #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id))]
+    pub async fn change_plan(
+        &self,
+        who: &Principal,
+        meta: &CommandMeta,
+        input: ChangePlanInput,
+    ) -> Result<Outcome<Tenant>, CommandError> {
+        who.require(Permission::ManageCompany)?;
+        self.tenant_command(
+            meta.tenant_id,
+            TenantCommand::ChangePlan { plan: input.plan },
+            meta,
+        )
+        .await
+    }
+
+    /// Replaces the settings.
+    #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id))]
+    pub async fn update_settings(
+        &self,
+        who: &Principal,
+        meta: &CommandMeta,
+        settings: TenantSettings,
+    ) -> Result<Outcome<Tenant>, CommandError> {
+        who.require(Permission::ManageCompany)?;
+        self.tenant_command(
+            meta.tenant_id,
+            TenantCommand::UpdateTenantSettings { settings },
+            meta,
+        )
+        .await
+    }
+
+    /// Runs a command on an existing tenant (a missing one is NotFound, not a domain error).
+    pub(crate) async fn tenant_command(
+        &self,
+        tenant_id: TenantId,
+        command: TenantCommand,
+        meta: &CommandMeta,
+    ) -> Result<Outcome<Tenant>, CommandError> {
+        match self.run_tenant(command, meta).await {
+            Err(CommandError::Tenant(domain::TenantError::NotRegistered)) => {
+                tracing::debug!(%tenant_id, "command for an unregistered tenant");
+                Err(CommandError::NotFound("tenant"))
+            }
+            other => other,
+        }
+    }
+}
