@@ -1,1 +1,26 @@
-//! x
+//! Infrastructure: the Postgres event store, the relay to NATS JetStream, the migration set,
+//! API keys and idempotency records.
+//!
+//! # Layout
+//!
+//! * [`event_store`]: `cqrs_es::EventStore` over postgres-es's tables, with snapshots that
+//!   equal the fold and a global position per event.
+//! * [`relay`]: the gap-safe tail of the events table that publishes to stream `EVENTS`.
+//! * [`directory`]: cross-aggregate look-ups for the write side.
+//! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
+//! * [`MIGRATOR`]: every table, from `migrations/`.
+
+pub mod api_keys;
+pub mod directory;
+pub mod event_store;
+pub mod idempotency;
+pub mod relay;
+
+pub use api_keys::{ApiKeys, NewApiKey};
+pub use directory::PgDirectory;
+pub use event_store::{PgStore, SnapshotPolicy};
+pub use idempotency::{Claim, Idempotency};
+pub use relay::{Relay, RelayConfig};
+
+/// The schema, applied by `bookingd migrate` and at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

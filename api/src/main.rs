@@ -1,1 +1,8 @@
-fn main() {}
+//! `bookingd`: see `bookingd --help`.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    api::cli::run(api::config::Cli::parse()).await
+}

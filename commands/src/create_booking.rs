@@ -77,30 +77,8 @@ impl<S: Store> Commands<S> {
         let phone = PhoneNumber::parse(&input.customer.phone, tenant.settings.default_country_code)
             .map_err(|e| CommandError::invalid("customer.phone", e))?;
         let placement = self.place(&tenant, input.branch_id, input.service_id, input.start)?;
-        let make = |staff_id: StaffId| BookingCommand::CreateBooking {
-            booking: Box::new(NewBooking {
-                booking_id,
-                tenant_id: meta.tenant_id,
-                branch_id: input.branch_id,
-                service_id: input.service_id,
-                staff_id,
-                customer: Customer {
-                    phone: phone.clone(),
-                    name: input.customer.name.clone(),
-                    email: input.customer.email.clone(),
-                },
-                appointment: placement.appointment,
-                time_zone: placement.time_zone,
-                source: input.source.unwrap_or_default(),
-                call_id: input.call_id.clone(),
-                confirmation_number: confirmation_number(),
-                price: placement.service.price,
-                notes: input.notes.clone(),
-            }),
-            rules: placement.rules,
-            confirm: !input.hold_only,
-            now: meta.now,
-        };
+        let make =
+            |staff_id| booking_command(booking_id, staff_id, &input, &phone, &placement, meta);
         // Refuse bad input before any calendar is touched.
         Booking::default().decide(make(input.staff_id.unwrap_or_default()))?;
         self.check_quota(&tenant, meta).await?;
@@ -237,6 +215,41 @@ impl<S: Store> Commands<S> {
         {
             tracing::warn!(error = %e, %booking_id, "could not release the hold; it will lapse");
         }
+    }
+}
+
+/// The CreateBooking command for a chosen staff member.
+fn booking_command(
+    booking_id: BookingId,
+    staff_id: StaffId,
+    input: &CreateBookingInput,
+    phone: &PhoneNumber,
+    placement: &Placement<'_>,
+    meta: &CommandMeta,
+) -> BookingCommand {
+    BookingCommand::CreateBooking {
+        booking: Box::new(NewBooking {
+            booking_id,
+            tenant_id: meta.tenant_id,
+            branch_id: input.branch_id,
+            service_id: input.service_id,
+            staff_id,
+            customer: Customer {
+                phone: phone.clone(),
+                name: input.customer.name.clone(),
+                email: input.customer.email.clone(),
+            },
+            appointment: placement.appointment,
+            time_zone: placement.time_zone,
+            source: input.source.unwrap_or_default(),
+            call_id: input.call_id.clone(),
+            confirmation_number: confirmation_number(),
+            price: placement.service.price,
+            notes: input.notes.clone(),
+        }),
+        rules: placement.rules,
+        confirm: !input.hold_only,
+        now: meta.now,
     }
 }
 

@@ -1,0 +1,387 @@
+//! The relay: publishes every committed event to JetStream, in order per aggregate, at least
+//! once, and exactly once as JetStream sees it (`Nats-Msg-Id` = event id).
+//!
+//! Why a tail of the events table and not publish-after-commit: a process killed between its
+//! commit and its publish would lose the event. Here the table is the outbox.
+//!
+//! Why `(tx_id, position)` below `pg_snapshot_xmin`: positions are assigned at insert, not at
+//! commit, so a transaction can take position 10, commit after the one with 11, and a reader
+//! that already moved past 11 would skip 10 for ever. Every transaction older than the oldest
+//! one still running has finished, so rows below that horizon can no longer appear behind the
+//! cursor; ordering by transaction id first keeps the cursor monotonic.
+//!
+//! Why an advisory lock: one relay publishes at a time (the others stand by), so publishes and
+//! checkpoints never interleave. The checkpoint is written on the connection that holds the
+//! lock, so a relay that lost its connection (and with it the lock) cannot advance it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{Postgres, Row as _};
+use tokio::sync::watch;
+
+/// The channel `events` inserts notify on.
+pub const NOTIFY_CHANNEL: &str = "bookingd_events";
+
+/// The advisory lock key that elects the relay leader ("bkrelay!" as an integer).
+const LEADER_LOCK: i64 = 0x626b_7265_6c61_7921;
+
+/// How the relay publishes.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The JetStream stream, `EVENTS`.
+    pub stream: String,
+    /// Events read and published per round.
+    pub batch: i64,
+    /// How often to look for events when no notification arrives.
+    pub poll_interval: Duration,
+    /// JetStream drops a repeated `Nats-Msg-Id` within this window.
+    pub duplicate_window: Duration,
+    /// Pause after a failed round before the next one.
+    pub retry_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            stream: "EVENTS".to_owned(),
+            batch: 1000,
+            poll_interval: Duration::from_millis(500),
+            duplicate_window: Duration::from_secs(15 * 60),
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Called with the time from an event's commit to its PubAck, for metrics and benchmarks.
+pub type LagObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Why a relay round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Postgres failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// JetStream refused or did not acknowledge a publish.
+    #[error("jetstream publish: {0}")]
+    Publish(String),
+    /// The stream could not be created or updated.
+    #[error("jetstream stream: {0}")]
+    Stream(String),
+}
+
+/// The stream configuration the relay keeps in place.
+pub fn stream_config(config: &RelayConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        description: Some(
+            "Every event of the bookingd event store, subject per tenant and aggregate".to_owned(),
+        ),
+        subjects: vec!["events.>".to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: config.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or brings an existing one to our configuration.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &RelayConfig,
+) -> Result<(), RelayError> {
+    js.create_or_update_stream(stream_config(config))
+        .await
+        .map_err(|e| RelayError::Stream(e.to_string()))?;
+    Ok(())
+}
+
+/// The subject of an event: `events.<tenant_id>.<aggregate_type>.<aggregate_id>`.
+pub fn subject(tenant_id: &str, aggregate_type: &str, aggregate_id: &str) -> String {
+    format!("events.{tenant_id}.{aggregate_type}.{aggregate_id}")
+}
+
+/// One event as published: the stored row, payload and metadata verbatim.
+#[derive(Debug, Serialize)]
+struct Envelope<'a> {
+    event_id: &'a str,
+    position: i64,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    recorded_at: DateTime<Utc>,
+    payload: &'a RawValue,
+    metadata: &'a RawValue,
+}
+
+/// An event read from the table.
+#[derive(Debug)]
+struct StoredEvent {
+    tx_id: String,
+    position: i64,
+    recorded_at: DateTime<Utc>,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    tenant_id: String,
+    event_id: String,
+    correlation_id: String,
+    payload: Box<RawValue>,
+    metadata: Box<RawValue>,
+}
+
+const COLUMNS: &str = "tx_id::text AS tx_id, position, recorded_at, aggregate_type, aggregate_id, sequence,
+    event_type, event_version, COALESCE(metadata ->> 'tenant_id', '_') AS tenant_id,
+    COALESCE(metadata ->> 'event_id', aggregate_type || ':' || aggregate_id || ':' || sequence) AS event_id,
+    COALESCE(metadata ->> 'correlation_id', '') AS correlation_id, payload::text AS payload, metadata::text AS metadata";
+
+fn decode(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let raw = |name: &str| -> Result<Box<RawValue>, sqlx::Error> {
+        let text: String = row.try_get(name)?;
+        RawValue::from_string(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    Ok(StoredEvent {
+        tx_id: row.try_get("tx_id")?,
+        position: row.try_get("position")?,
+        recorded_at: row.try_get("recorded_at")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        tenant_id: row.try_get("tenant_id")?,
+        event_id: row.try_get("event_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        payload: raw("payload")?,
+        metadata: raw("metadata")?,
+    })
+}
+
+/// Publishes rows pipelined (all sent, then all acks awaited) and returns when every one is
+/// acknowledged. Order on the wire is the order of `rows`.
+async fn publish_all(
+    js: &jetstream::Context,
+    rows: &[StoredEvent],
+    observer: Option<&LagObserver>,
+) -> Result<(), RelayError> {
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in rows {
+        let envelope = Envelope {
+            event_id: &row.event_id,
+            position: row.position,
+            aggregate_type: &row.aggregate_type,
+            aggregate_id: &row.aggregate_id,
+            sequence: row.sequence,
+            event_type: &row.event_type,
+            event_version: &row.event_version,
+            recorded_at: row.recorded_at,
+            payload: &row.payload,
+            metadata: &row.metadata,
+        };
+        let body = serde_json::to_vec(&envelope).map_err(|e| RelayError::Publish(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", row.event_id.as_str());
+        headers.insert("Bookingd-Event-Type", row.event_type.as_str());
+        headers.insert("Bookingd-Position", row.position.to_string().as_str());
+        headers.insert("Bookingd-Tenant-Id", row.tenant_id.as_str());
+        if !row.correlation_id.is_empty() {
+            headers.insert("Bookingd-Correlation-Id", row.correlation_id.as_str());
+        }
+        let subject = subject(&row.tenant_id, &row.aggregate_type, &row.aggregate_id);
+        let ack = js
+            .publish_with_headers(subject, headers, body.into())
+            .await
+            .map_err(|e| RelayError::Publish(e.to_string()))?;
+        pending.push((ack, row.recorded_at));
+    }
+    for (ack, recorded_at) in pending {
+        ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+        if let Some(observe) = observer {
+            let lag = (Utc::now() - recorded_at).to_std().unwrap_or_default();
+            observe(lag);
+        }
+    }
+    Ok(())
+}
+
+/// The relay process.
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    config: RelayConfig,
+    observer: Option<LagObserver>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// A relay from `pool` to `js`.
+    pub fn new(pool: PgPool, js: jetstream::Context, config: RelayConfig) -> Self {
+        Self {
+            pool,
+            js,
+            config,
+            observer: None,
+        }
+    }
+
+    /// Reports each event's commit-to-PubAck time to `observer`.
+    pub fn with_lag_observer(mut self, observer: LagObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs until `shutdown` turns true: stands by until elected, then publishes. Errors end
+    /// the current term (the lock is released with its connection) and it tries again.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            match self.term(&mut shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay round failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.retry_backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One term: wait for leadership, then publish until shutdown or an error.
+    async fn term(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
+        let mut leader = self.pool.acquire().await?;
+        loop {
+            let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *leader)
+                .await?;
+            if elected {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+        tracing::info!("relay elected leader");
+        ensure_stream(&self.js, &self.config).await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let result = self.lead(&mut leader, &mut listener, shutdown).await;
+        // Unlock explicitly when the connection goes back to the pool alive.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LEADER_LOCK)
+            .execute(&mut *leader)
+            .await;
+        result
+    }
+
+    async fn lead(
+        &self,
+        leader: &mut PoolConnection<Postgres>,
+        listener: &mut PgListener,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), RelayError> {
+        sqlx::query("INSERT INTO relay_checkpoint (name, last_tx_id, last_position) VALUES ('relay', '0', 0) ON CONFLICT DO NOTHING")
+            .execute(&mut **leader)
+            .await?;
+        loop {
+            // Drain: publish until a round finds nothing.
+            while self.round(leader).await? > 0 {}
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                notification = listener.recv() => { notification?; }
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => {
+                    // Publish what is committed before stopping.
+                    while self.round(leader).await? > 0 {}
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Publishes the next batch after the checkpoint and advances it; returns how many.
+    async fn round(&self, leader: &mut PoolConnection<Postgres>) -> Result<usize, RelayError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events, relay_checkpoint c
+             WHERE c.name = 'relay' AND (tx_id, position) > (c.last_tx_id, c.last_position)
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY tx_id, position LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(self.config.batch)
+            .fetch_all(&mut **leader)
+            .await?;
+        let rows = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(0);
+        };
+        publish_all(&self.js, &rows, self.observer.as_ref()).await?;
+        sqlx::query(
+            "UPDATE relay_checkpoint SET last_tx_id = $1::xid8, last_position = $2, published = published + $3, updated_at = now()
+             WHERE name = 'relay'",
+        )
+        .bind(&last.tx_id)
+        .bind(last.position)
+        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .execute(&mut **leader)
+        .await?;
+        tracing::debug!(count = rows.len(), position = last.position, "published");
+        Ok(rows.len())
+    }
+}
+
+/// Publishes every committed event from `from` on, in position order, without touching the
+/// relay's checkpoint: refills a wiped or new stream. Repeats within the duplicate window are
+/// dropped by JetStream. Returns how many were sent.
+pub async fn republish(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+    from: i64,
+) -> Result<u64, RelayError> {
+    ensure_stream(js, config).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE position >= $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY position LIMIT $2"
+    );
+    let mut next = from;
+    let mut sent = 0u64;
+    loop {
+        let rows = sqlx::query(&sql)
+            .bind(next)
+            .bind(config.batch)
+            .fetch_all(pool)
+            .await?;
+        let rows = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(sent);
+        };
+        next = last.position + 1;
+        publish_all(js, &rows, None).await?;
+        sent += rows.len() as u64;
+    }
+}

@@ -1,0 +1,139 @@
+//! The sub-commands besides `serve`.
+
+use std::io::Write;
+
+use adapters::{ApiKeys, MIGRATOR, RelayConfig};
+use anyhow::{Context, bail};
+use chrono::Utc;
+use commands::{Channel, CommandConfig, CommandMeta, RegisterTenantInput, Role};
+use domain::values::{Plan, TenantId};
+use uuid::Uuid;
+
+use crate::config::{
+    ApiKeyCommand, Cli, Command, DatabaseConfig, LogFormat, NatsConfig, RelayCommand, TenantCommand,
+};
+use crate::startup::{
+    Application, build_commands, connect_database, install_crypto_provider, shutdown_signal,
+};
+use crate::telemetry::{get_subscriber, init_subscriber};
+
+/// Writes a line for the person at the terminal.
+pub(crate) fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    install_crypto_provider();
+    if let Command::Serve(config) = cli.command {
+        init_subscriber(get_subscriber(
+            "info,sqlx=warn",
+            config.log_format,
+            std::io::stdout,
+        ));
+        let app = Application::build(config).await?;
+        return app.run_until_stopped(shutdown_signal()).await;
+    }
+    init_subscriber(get_subscriber("warn", LogFormat::Pretty, std::io::stderr));
+    match cli.command {
+        Command::Serve(_) => Ok(()),
+        Command::Migrate(database) => migrate(&database).await,
+        Command::Tenant(TenantCommand::Create {
+            database,
+            name,
+            plan,
+        }) => create_tenant(&database, name, &plan).await,
+        Command::ApiKey(ApiKeyCommand::Create {
+            database,
+            tenant,
+            role,
+            name,
+        }) => create_api_key(&database, tenant, &role, &name).await,
+        Command::Demo(config) => crate::demo::run(config).await,
+        Command::Relay(RelayCommand::Republish {
+            database,
+            nats,
+            from,
+        }) => republish(&database, &nats, from).await,
+    }
+}
+
+async fn migrate(database: &DatabaseConfig) -> anyhow::Result<()> {
+    let pool = connect_database(database).await?;
+    MIGRATOR.run(&pool).await.context("migrations failed")?;
+    say("migrations applied");
+    Ok(())
+}
+
+async fn create_tenant(database: &DatabaseConfig, name: String, plan: &str) -> anyhow::Result<()> {
+    let plan: Plan = serde_json::from_value(serde_json::Value::String(plan.to_owned()))
+        .context("plan must be basic, professional or enterprise")?;
+    let pool = connect_database(database).await?;
+    MIGRATOR.run(&pool).await?;
+    let tenant_id = TenantId::new();
+    let input = RegisterTenantInput {
+        name,
+        contact_email: None,
+        plan,
+        settings: Default::default(),
+    };
+    build_commands(&pool, CommandConfig::default())
+        .register_tenant(&cli_meta(tenant_id), input)
+        .await?;
+    let key = ApiKeys::new(pool)
+        .create(tenant_id, "admin", Role::Admin)
+        .await?;
+    say(format_args!("tenant  {tenant_id}"));
+    say(format_args!("api key {} (admin; shown once)", key.secret));
+    Ok(())
+}
+
+async fn create_api_key(
+    database: &DatabaseConfig,
+    tenant: Uuid,
+    role: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let Some(role) = Role::parse(role) else {
+        bail!("role must be admin, manager, staff, agent or readonly");
+    };
+    let pool = connect_database(database).await?;
+    build_commands(&pool, CommandConfig::default())
+        .tenant(TenantId(tenant))
+        .await
+        .context("no such tenant")?;
+    let key = ApiKeys::new(pool)
+        .create(TenantId(tenant), name, role)
+        .await?;
+    say(format_args!(
+        "api key {} ({}; shown once)",
+        key.secret,
+        role.as_str()
+    ));
+    Ok(())
+}
+
+async fn republish(database: &DatabaseConfig, nats: &NatsConfig, from: i64) -> anyhow::Result<()> {
+    let pool = connect_database(database).await?;
+    let client = async_nats::connect(nats.nats_url.as_str())
+        .await
+        .context("cannot connect to NATS")?;
+    let js = async_nats::jetstream::new(client);
+    let sent = adapters::relay::republish(&pool, &js, &RelayConfig::default(), from).await?;
+    say(format_args!(
+        "republished {sent} events from position {from}"
+    ));
+    Ok(())
+}
+
+/// Metadata for commands given at the terminal.
+pub(crate) fn cli_meta(tenant_id: TenantId) -> CommandMeta {
+    CommandMeta {
+        tenant_id,
+        correlation_id: Uuid::now_v7(),
+        causation_id: Uuid::now_v7(),
+        actor: "cli".to_owned(),
+        source: Channel::Cli,
+        now: Utc::now(),
+    }
+}

@@ -1,0 +1,163 @@
+//! Configuration: one typed struct per command, read once from flags or the environment.
+//! `bookingd --help` and `bookingd serve --help` are the reference.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+/// bookingd: appointment booking for multi-branch service businesses.
+#[derive(Debug, Parser)]
+#[command(name = "bookingd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the HTTP API and the relay.
+    Serve(ServeConfig),
+    /// Applies the database migrations.
+    Migrate(DatabaseConfig),
+    /// Tenant administration.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API key administration.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Seeds a demo salon chain (Berlin and Hamburg) and prints an API key and curl lines.
+    Demo(DemoConfig),
+    /// Relay maintenance.
+    #[command(subcommand)]
+    Relay(RelayCommand),
+}
+
+/// Where the event store lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/bookingd",
+        hide_env_values = true
+    )]
+    pub database_url: SecretString,
+    /// Largest number of Postgres connections this process opens.
+    #[arg(long, env = "BOOKINGD_DB_POOL_SIZE", default_value_t = 32)]
+    pub db_pool_size: u32,
+}
+
+/// Where JetStream lives.
+#[derive(Debug, Clone, Args)]
+pub struct NatsConfig {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+}
+
+/// `bookingd serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// NATS settings.
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, env = "BOOKINGD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Token for the operator routes (`/api/v2/admin`); they are closed without one.
+    #[arg(long, env = "BOOKINGD_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<SecretString>,
+    /// Seconds a slot hold blocks its slot unless confirmed.
+    #[arg(long, env = "MCP_BOOKING_LOCK_TIMEOUT", default_value_t = 300)]
+    pub booking_lock_timeout: u32,
+    /// Upper bound on how many days ahead bookings may start (tenants may set less).
+    #[arg(long, env = "MCP_BOOKING_MAX_ADVANCE_DAYS", default_value_t = 90)]
+    pub booking_max_advance_days: u32,
+    /// Whether this process takes part in the relay election (one leader publishes).
+    #[arg(long, env = "BOOKINGD_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub relay: bool,
+    /// `pretty` for development, `json` for production.
+    #[arg(long, env = "BOOKINGD_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `bookingd tenant …`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Registers a tenant and prints its first admin API key.
+    Create {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// Company name.
+        #[arg(long)]
+        name: String,
+        /// basic, professional or enterprise.
+        #[arg(long, default_value = "basic")]
+        plan: String,
+    },
+}
+
+/// `bookingd api-key …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Creates an API key for a tenant and prints it once.
+    Create {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// admin, manager, staff, agent or readonly.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+/// `bookingd demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoConfig {
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The address the printed curl lines point at.
+    #[arg(long, env = "BOOKINGD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+}
+
+/// `bookingd relay …`.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Publishes every event from a position on again, to refill a wiped stream.
+    Republish {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// NATS settings.
+        #[command(flatten)]
+        nats: NatsConfig,
+        /// First position to publish.
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+    },
+}

@@ -1,0 +1,581 @@
+//! The OpenAPI 3.1 document, served at `/api/v2/openapi.json`. Request and response schemas
+//! are generated from the same types the handlers use, so the document cannot drift from them.
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use crate::error::ErrorEnvelope;
+use crate::routes::admin::{ApiKeyView, NewKeyInput, RegisteredTenant};
+use crate::routes::health::Health;
+use crate::views::{BookingView, Data, StaffView, TenantView};
+
+/// Every error status a route can answer with; all use the error envelope.
+const ERROR_STATUSES: [(&str, &str); 12] = [
+    ("400", "Malformed request (VALIDATION_FAILED)"),
+    ("401", "Missing or invalid credentials (PERMISSION_DENIED)"),
+    (
+        "403",
+        "Role lacks the permission (PERMISSION_DENIED) or plan limit reached (TENANT_QUOTA_EXCEEDED)",
+    ),
+    (
+        "404",
+        "No such resource for this tenant (RESOURCE_NOT_FOUND)",
+    ),
+    (
+        "405",
+        "Method not allowed on this route (VALIDATION_FAILED)",
+    ),
+    (
+        "409",
+        "Slot taken (SLOT_UNAVAILABLE), state does not allow it (INVALID_STATE_TRANSITION), concurrent change (VERSION_CONFLICT) or duplicate (TRANSACTION_FAILED)",
+    ),
+    ("413", "Body too large (VALIDATION_FAILED)"),
+    ("415", "Body is not JSON (VALIDATION_FAILED)"),
+    ("422", "A rule refused the input (VALIDATION_FAILED)"),
+    ("429", "Too many requests (RATE_LIMIT_EXCEEDED)"),
+    ("500", "Failed on our side (TRANSACTION_FAILED)"),
+    ("503", "A dependency is down; retry (SERVICE_UNAVAILABLE)"),
+];
+
+struct Doc {
+    generator: SchemaGenerator,
+    paths: Map<String, Value>,
+}
+
+/// One operation: method, path, what it needs and answers.
+struct Op<'a> {
+    method: &'a str,
+    path: &'a str,
+    tag: &'a str,
+    summary: &'a str,
+    permission: Option<&'a str>,
+    body: Option<Schema>,
+    status: &'a str,
+    response: Option<Schema>,
+}
+
+impl Doc {
+    fn schema<T: JsonSchema>(&mut self) -> Option<Schema> {
+        Some(self.generator.subschema_for::<T>())
+    }
+
+    fn add(&mut self, op: Op<'_>) {
+        let parameters: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let schema = match name {
+                    "date" => json!({ "type": "string", "format": "date" }),
+                    "phone" => json!({ "type": "string" }),
+                    _ => json!({ "type": "string", "format": "uuid" }),
+                };
+                json!({ "name": name, "in": "path", "required": true, "schema": schema })
+            })
+            .chain((op.method == "post").then(|| {
+                json!({ "name": "Idempotency-Key", "in": "header", "required": false,
+                        "description": "Repeats with the same key return the first answer and write nothing.",
+                        "schema": { "type": "string", "minLength": 1, "maxLength": 255 } })
+            }))
+            .collect();
+        let mut responses = Map::new();
+        let success = match op.response {
+            Some(schema) => {
+                json!({ "description": "Success", "content": { "application/json": { "schema": schema } } })
+            }
+            None => json!({ "description": "Success, no body" }),
+        };
+        responses.insert(op.status.to_owned(), success);
+        for (status, _) in ERROR_STATUSES {
+            responses.insert(
+                status.to_owned(),
+                json!({ "$ref": format!("#/components/responses/Error{status}") }),
+            );
+        }
+        let mut operation = json!({
+            "tags": [op.tag],
+            "summary": op.summary,
+            "operationId": format!("{}_{}", op.method, op.path.replace(['/', '{', '}', '-'], "_").trim_matches('_')),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(p) = op.permission {
+            operation["description"] = json!(format!("Requires the `{p}` permission."));
+        }
+        if let Some(body) = op.body {
+            operation["requestBody"] =
+                json!({ "required": true, "content": { "application/json": { "schema": body } } });
+        }
+        if op.tag == "admin" {
+            operation["security"] = json!([{ "operator": [] }]);
+        } else if op.tag == "health" {
+            operation["security"] = json!([]);
+        }
+        let path = self
+            .paths
+            .entry(op.path.to_owned())
+            .or_insert_with(|| json!({}));
+        path[op.method] = operation;
+    }
+}
+
+fn mcp(path: &str) -> String {
+    format!("/api/v2/mcp{path}")
+}
+
+/// Builds the document.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one entry per route, read as a table"
+)]
+pub fn document() -> Value {
+    use commands::*;
+    use domain::settings::TenantSettings;
+    use domain::tenant::{Branch, Service, ServiceDetails};
+
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut d = Doc {
+        generator: settings.into_generator(),
+        paths: Map::new(),
+    };
+    let manage = Some("manage-company");
+    let staff = Some("manage-staff");
+    let book = Some("create-bookings");
+    let cancel = Some("cancel-bookings");
+
+    macro_rules! op {
+        ($m:literal, $p:expr, $tag:literal, $sum:literal, $perm:expr, none, $st:literal, $resp:ty) => {{
+            let response = d.schema::<$resp>();
+            d.add(Op {
+                method: $m,
+                path: $p.as_ref(),
+                tag: $tag,
+                summary: $sum,
+                permission: $perm,
+                body: None,
+                status: $st,
+                response,
+            });
+        }};
+        ($m:literal, $p:expr, $tag:literal, $sum:literal, $perm:expr, $body:ty, $st:literal, $resp:ty) => {{
+            let body = d.schema::<$body>();
+            let response = d.schema::<$resp>();
+            d.add(Op {
+                method: $m,
+                path: $p.as_ref(),
+                tag: $tag,
+                summary: $sum,
+                permission: $perm,
+                body,
+                status: $st,
+                response,
+            });
+        }};
+    }
+
+    op!(
+        "post",
+        "/api/v2/admin/tenants",
+        "admin",
+        "Register a tenant and its first admin key",
+        None,
+        RegisterTenantInput,
+        "201",
+        Data<RegisteredTenant>
+    );
+    op!(
+        "post",
+        "/api/v2/admin/tenants/{tenant_id}/api-keys",
+        "admin",
+        "Create an API key for a tenant",
+        None,
+        NewKeyInput,
+        "201",
+        ApiKeyView
+    );
+    op!(
+        "get",
+        mcp("/health"),
+        "health",
+        "Liveness and dependency status",
+        None,
+        none,
+        "200",
+        Health
+    );
+    op!(
+        "post",
+        mcp("/api-keys"),
+        "tenant",
+        "Create an API key",
+        manage,
+        NewKeyInput,
+        "201",
+        ApiKeyView
+    );
+    op!(
+        "get",
+        mcp("/tenant"),
+        "tenant",
+        "The tenant with its plan's limits and features",
+        None,
+        none,
+        "200",
+        Data<TenantView>
+    );
+    op!(
+        "put",
+        mcp("/tenant"),
+        "tenant",
+        "Change name or contact",
+        manage,
+        UpdateTenantInput,
+        "200",
+        Data<TenantView>
+    );
+    op!(
+        "put",
+        mcp("/tenant/plan"),
+        "tenant",
+        "Change plan",
+        manage,
+        ChangePlanInput,
+        "200",
+        Data<TenantView>
+    );
+    op!(
+        "put",
+        mcp("/tenant/settings"),
+        "tenant",
+        "Replace settings",
+        manage,
+        TenantSettings,
+        "200",
+        Data<TenantView>
+    );
+    op!(
+        "post",
+        mcp("/tenant/branches"),
+        "branches",
+        "Create a branch",
+        manage,
+        BranchInput,
+        "201",
+        Data<Branch>
+    );
+    op!(
+        "put",
+        mcp("/tenant/branches/{branch_id}"),
+        "branches",
+        "Change a branch",
+        manage,
+        BranchInput,
+        "200",
+        Data<Branch>
+    );
+    op!(
+        "post",
+        mcp("/tenant/branches/{branch_id}/activate"),
+        "branches",
+        "Reopen a branch",
+        manage,
+        none,
+        "200",
+        Data<Branch>
+    );
+    op!(
+        "post",
+        mcp("/tenant/branches/{branch_id}/deactivate"),
+        "branches",
+        "Close a branch for bookings",
+        manage,
+        none,
+        "200",
+        Data<Branch>
+    );
+    op!(
+        "post",
+        mcp("/tenant/branches/{branch_id}/phone-numbers"),
+        "branches",
+        "Route a phone number to a branch",
+        manage,
+        PhoneNumberInput,
+        "200",
+        Data<Branch>
+    );
+    d.add(Op {
+        method: "delete",
+        path: &mcp("/tenant/phone-numbers/{phone}"),
+        tag: "branches",
+        summary: "Stop routing a phone number",
+        permission: manage,
+        body: None,
+        status: "204",
+        response: None,
+    });
+    op!(
+        "post",
+        mcp("/services"),
+        "services",
+        "Define a service",
+        manage,
+        ServiceDetails,
+        "201",
+        Data<Service>
+    );
+    op!(
+        "put",
+        mcp("/services/{service_id}"),
+        "services",
+        "Change a service",
+        manage,
+        ServiceDetails,
+        "200",
+        Data<Service>
+    );
+    op!(
+        "post",
+        mcp("/services/{service_id}/retire"),
+        "services",
+        "Retire a service",
+        manage,
+        none,
+        "200",
+        Data<Service>
+    );
+    op!(
+        "post",
+        mcp("/staff"),
+        "staff",
+        "Hire a staff member",
+        staff,
+        HireStaffInput,
+        "201",
+        Data<StaffView>
+    );
+    op!(
+        "get",
+        mcp("/staff/{staff_id}"),
+        "staff",
+        "A staff member and their calendar",
+        None,
+        none,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "put",
+        mcp("/staff/{staff_id}"),
+        "staff",
+        "Change contact details",
+        staff,
+        StaffProfileInput,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "put",
+        mcp("/staff/{staff_id}/schedule"),
+        "staff",
+        "Replace the weekly schedule",
+        staff,
+        ScheduleInput,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "put",
+        mcp("/staff/{staff_id}/overrides/{date}"),
+        "staff",
+        "Set or clear one date's hours",
+        staff,
+        OverrideInput,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "put",
+        mcp("/staff/{staff_id}/services/{service_id}"),
+        "staff",
+        "Qualify for a service",
+        staff,
+        AssignSkillInput,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "delete",
+        mcp("/staff/{staff_id}/services/{service_id}"),
+        "staff",
+        "Withdraw a qualification",
+        staff,
+        none,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "post",
+        mcp("/staff/{staff_id}/blocks"),
+        "staff",
+        "Block time (vacation, sickness)",
+        staff,
+        BlockTimeInput,
+        "201",
+        Data<StaffView>
+    );
+    op!(
+        "delete",
+        mcp("/staff/{staff_id}/blocks/{block_id}"),
+        "staff",
+        "Remove a block",
+        staff,
+        none,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "post",
+        mcp("/staff/{staff_id}/deactivate"),
+        "staff",
+        "Take off the rota",
+        staff,
+        none,
+        "200",
+        Data<StaffView>
+    );
+    op!(
+        "post",
+        mcp("/bookings"),
+        "bookings",
+        "Book: hold, create, reserve",
+        book,
+        CreateBookingInput,
+        "201",
+        Data<BookingView>
+    );
+    op!(
+        "get",
+        mcp("/bookings/{booking_id}"),
+        "bookings",
+        "A booking",
+        None,
+        none,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "put",
+        mcp("/bookings/{booking_id}"),
+        "bookings",
+        "Change customer details or notes",
+        book,
+        UpdateBookingInput,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "post",
+        mcp("/bookings/{booking_id}/cancel"),
+        "bookings",
+        "Cancel and free the slot",
+        cancel,
+        CancelBookingInput,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "post",
+        mcp("/bookings/{booking_id}/reschedule"),
+        "bookings",
+        "Move to a new time or staff member",
+        book,
+        RescheduleBookingInput,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "post",
+        mcp("/bookings/{booking_id}/confirm"),
+        "bookings",
+        "Confirm a held booking",
+        book,
+        none,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "post",
+        mcp("/bookings/{booking_id}/complete"),
+        "bookings",
+        "Record that it took place",
+        book,
+        none,
+        "200",
+        Data<BookingView>
+    );
+    op!(
+        "post",
+        mcp("/bookings/{booking_id}/no-show"),
+        "bookings",
+        "Record that the customer did not come",
+        book,
+        none,
+        "200",
+        Data<BookingView>
+    );
+
+    let error = d.generator.subschema_for::<ErrorEnvelope>();
+    let mut responses = Map::new();
+    for (status, description) in ERROR_STATUSES {
+        responses.insert(format!("Error{status}"), json!({ "description": description, "content": { "application/json": { "schema": error } } }));
+    }
+    let schemas = d.generator.take_definitions(true);
+    json!({
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "bookingd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Appointment booking for multi-branch service businesses. Commands answer with the resource, its version and the event position; errors use one envelope."
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{ "apiKey": [] }],
+        "paths": d.paths,
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "A tenant API key (bk_…)." },
+                "operator": { "type": "http", "scheme": "bearer", "description": "BOOKINGD_OPERATOR_TOKEN." }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/").skip(1) {
+            let path: Vec<&str> = piece.split('"').next().unwrap().split('/').collect();
+            assert!(
+                doc["components"][path[0]][path[1]].is_object(),
+                "dangling $ref to {path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bookings_are_documented_with_their_errors() {
+        let doc = document();
+        let post = &doc["paths"]["/api/v2/mcp/bookings"]["post"];
+        assert!(post["requestBody"].is_object());
+        assert!(post["responses"]["409"].is_object());
+    }
+}

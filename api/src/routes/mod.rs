@@ -1,0 +1,16 @@
+//! Route groups, each with its own `router()`.
+
+pub mod admin;
+pub mod bookings;
+pub mod branches;
+pub mod health;
+pub mod services;
+pub mod staff;
+pub mod tenant;
+
+use axum::http::StatusCode;
+
+/// 201 with a JSON body.
+pub(crate) fn created<T: serde::Serialize>(body: T) -> (StatusCode, axum::Json<T>) {
+    (StatusCode::CREATED, axum::Json(body))
+}

@@ -1,0 +1,191 @@
+//! The one place everything is wired: pool, migrations, NATS, the write side, the relay and
+//! the HTTP server, all stopped by one shutdown signal.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use adapters::{
+    ApiKeys, Idempotency, MIGRATOR, PgDirectory, PgStore, Relay, RelayConfig, SnapshotPolicy,
+};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use commands::{CommandConfig, Commands};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{KeyCache, require_api_key};
+use crate::config::{DatabaseConfig, ServeConfig};
+use crate::error::{method_not_allowed, route_not_found};
+use crate::idempotency::{MAX_BODY, idempotent_posts};
+use crate::routes;
+use crate::state::{AppState, Shared};
+
+/// rustls needs one process-wide crypto provider; both ring and aws-lc are compiled in.
+pub fn install_crypto_provider() {
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A pool on the configured database. Fails fast when Postgres is down.
+pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(config.database_url.expose_secret())
+        .context("DATABASE_URL is not a Postgres URL")?;
+    PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options)
+        .await
+        .context("cannot connect to Postgres")
+}
+
+/// The write side on a pool.
+pub fn build_commands(pool: &PgPool, config: CommandConfig) -> Commands<PgStore> {
+    let store = PgStore::new(pool.clone(), SnapshotPolicy::standard());
+    Commands::new(store, Arc::new(PgDirectory::new(pool.clone())), config)
+}
+
+/// The HTTP routes over `state`.
+pub fn app_router(state: AppState) -> Router {
+    let tenant_routes = Router::new()
+        .merge(routes::tenant::router())
+        .merge(routes::branches::router())
+        .merge(routes::services::router())
+        .merge(routes::staff::router())
+        .merge(routes::bookings::router())
+        .merge(routes::admin::tenant_router())
+        .layer(from_fn_with_state(state.clone(), idempotent_posts))
+        .layer(from_fn_with_state(state.clone(), require_api_key));
+    let operator_routes = routes::admin::operator_router(state.clone())
+        .layer(from_fn_with_state(state.clone(), idempotent_posts));
+    Router::new()
+        .nest("/api/v2/mcp", routes::health::router().merge(tenant_routes))
+        .nest("/api/v2/admin", operator_routes)
+        .route("/api/v2/openapi.json", get(openapi))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+static OPENAPI: LazyLock<Value> = LazyLock::new(crate::openapi::document);
+
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(OPENAPI.clone())
+}
+
+/// A built, bound, not yet running server.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    relay: Option<Relay>,
+}
+
+impl Application {
+    /// Connects, migrates and binds.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let pool = connect_database(&config.database).await?;
+        MIGRATOR.run(&pool).await.context("migrations failed")?;
+        // Starts even while NATS is down: the relay catches up when it returns.
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(config.nats.nats_url.as_str())
+            .await
+            .context("bad NATS_URL")?;
+        let commands = build_commands(
+            &pool,
+            CommandConfig {
+                hold_ttl: chrono::Duration::seconds(i64::from(config.booking_lock_timeout)),
+                max_advance_days: config.booking_max_advance_days,
+                ..CommandConfig::default()
+            },
+        );
+        let relay = config.relay.then(|| {
+            Relay::new(
+                pool.clone(),
+                async_nats::jetstream::new(nats.clone()),
+                RelayConfig::default(),
+            )
+        });
+        let state = AppState(Arc::new(Shared {
+            commands,
+            keys: ApiKeys::new(pool.clone()),
+            key_cache: KeyCache::default(),
+            idempotency: Idempotency::new(pool.clone()),
+            pool,
+            nats,
+            operator_token: config.operator_token,
+        }));
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        Ok(Self {
+            listener,
+            router: app_router(state),
+            relay,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests
+    /// and lets the relay publish what is committed.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "bookingd listening");
+        let (stop, stopped) = watch::channel(false);
+        let relay = self.relay.map(|relay| tokio::spawn(relay.run(stopped)));
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await?;
+        if let Some(relay) = relay
+            && tokio::time::timeout(Duration::from_secs(10), relay)
+                .await
+                .is_err()
+        {
+            tracing::warn!("relay did not stop within 10 s");
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

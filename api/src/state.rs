@@ -1,0 +1,40 @@
+//! The state every handler shares.
+
+use std::sync::Arc;
+
+use adapters::{ApiKeys, Idempotency, PgStore};
+use commands::Commands;
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use crate::auth::KeyCache;
+
+/// Cloned into every handler; everything inside is shared.
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<Shared>);
+
+/// What the handlers need.
+#[derive(Debug)]
+pub struct Shared {
+    /// The write side.
+    pub commands: Commands<PgStore>,
+    /// API key store.
+    pub keys: ApiKeys,
+    /// Recently verified keys, so a request does not cost a key look-up.
+    pub key_cache: KeyCache,
+    /// Idempotency records.
+    pub idempotency: Idempotency,
+    /// The database, for health checks.
+    pub pool: PgPool,
+    /// The NATS client, for health checks.
+    pub nats: async_nats::Client,
+    /// The operator's token; operator routes are closed without one.
+    pub operator_token: Option<SecretString>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
