@@ -1,5 +1,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use domain::booking::{BookingSource, Customer, NewBooking, check_monthly_limit, check_placement};
+use domain::booking::{
+    BookingSource, Customer, NewBooking, check_monthly_limit, check_placement, check_timing,
+};
 use domain::settings::BookingRules;
 use domain::tenant::Service;
 use domain::values::{BookingId, BranchId, PhoneNumber, ServiceId, StaffId, TimeRange};
@@ -76,7 +78,7 @@ impl<S: Store> Commands<S> {
         let (tenant, _) = self.tenant(meta.tenant_id).await?;
         let phone = PhoneNumber::parse(&input.customer.phone, tenant.settings.default_country_code)
             .map_err(|e| CommandError::invalid("customer.phone", e))?;
-        let placement = self.place(&tenant, input.branch_id, input.service_id, input.start)?;
+        let placement = self.place(&tenant, &input, meta.now)?;
         let make =
             |staff_id| booking_command(booking_id, staff_id, &input, &phone, &placement, meta);
         // Refuse bad input before any calendar is touched.
@@ -125,25 +127,28 @@ impl<S: Store> Commands<S> {
         })
     }
 
-    /// Checks branch, service, business hours and derives the appointment.
+    /// Derives the appointment and checks it: timing first (notice, advance, duration), then
+    /// branch, service and business hours.
     fn place<'t>(
         &self,
         tenant: &'t Tenant,
-        branch_id: BranchId,
-        service_id: ServiceId,
-        start: DateTime<Utc>,
+        input: &CreateBookingInput,
+        now: DateTime<Utc>,
     ) -> Result<Placement<'t>, CommandError> {
         let service = tenant
-            .live_service(service_id)
-            .map_err(|_| domain::BookingError::ServiceNotFound(service_id))?;
-        let appointment = TimeRange::starting_at(start, service.duration_minutes)
+            .live_service(input.service_id)
+            .map_err(|_| domain::BookingError::ServiceNotFound(input.service_id))?;
+        let appointment = TimeRange::starting_at(input.start, service.duration_minutes)
             .map_err(|e| CommandError::invalid("start", e))?;
-        let (branch, service) = check_placement(tenant, branch_id, service_id, &appointment)?;
+        let rules = self.rules(tenant);
+        check_timing(&appointment, &rules, now)?;
+        let (branch, service) =
+            check_placement(tenant, input.branch_id, input.service_id, &appointment)?;
         Ok(Placement {
             service,
             appointment,
             time_zone: branch.time_zone,
-            rules: self.rules(tenant),
+            rules,
         })
     }
 

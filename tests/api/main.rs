@@ -1,1 +1,16 @@
+//! System tests: bookingd over HTTP against a real Postgres (a database per test) and a real
+//! nats-server (one per test).
+// Tests and their helpers fail by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::too_many_lines)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod commands_over_http;
+mod double_booking;
+mod gap;
+mod idempotency_and_isolation;
+mod nats_outage;
+mod refusals;
+mod relay_crash;
+mod snapshots;

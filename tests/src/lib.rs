@@ -1,1 +1,1 @@
-//! System tests live under api/.
+//! System tests live under `api/`; `src/bin` holds the server binary they start.

@@ -131,7 +131,7 @@ fn notes(value: Option<String>) -> Result<Option<String>, BookingError> {
 }
 
 /// Checks duration, minimum notice and maximum advance of an appointment made at `now`.
-pub(crate) fn check_timing(
+pub fn check_timing(
     appointment: &TimeRange,
     rules: &BookingRules,
     now: DateTime<Utc>,

@@ -1,0 +1,78 @@
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use sqlx::PgPool;
+
+use crate::support::app::{berlin, call_at};
+use crate::support::{Salon, TestApp};
+
+/// Fires 50 bookings for one staff member at overlapping times, spread over `addresses`, all
+/// at once; returns the statuses.
+async fn race(app: &TestApp, salon: &Salon, addresses: &[String]) -> Vec<StatusCode> {
+    let requests = (0..50).map(|i| {
+        // Starts from 10:00 to 10:24: every pair overlaps (30 minutes each).
+        let body = TestApp::booking(salon, Some(0), berlin(3, 10, i % 25));
+        let address = addresses[i as usize % addresses.len()].clone();
+        let http = app.http.clone();
+        let key = salon.key.clone();
+        tokio::spawn(async move {
+            call_at(
+                &http,
+                &address,
+                Method::POST,
+                &key,
+                "/api/v2/mcp/bookings",
+                Some(body),
+                None,
+            )
+            .await
+        })
+    });
+    join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").0)
+        .collect()
+}
+
+async fn assert_one_winner(app: &TestApp, salon: &Salon, statuses: &[StatusCode]) {
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, 49), "statuses: {statuses:?}");
+    let reservations: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Staff' AND aggregate_id = $1 AND event_type = 'ReservationConfirmed'",
+    )
+    .bind(&salon.staff_ids[0])
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(reservations, 1);
+    let bookings: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(bookings, 1, "a refused request left a booking behind");
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn fifty_concurrent_bookings_of_one_slot_make_exactly_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let statuses = race(&app, &salon, std::slice::from_ref(&app.address)).await;
+    assert_one_winner(&app, &salon, &statuses).await;
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn fifty_concurrent_bookings_over_two_instances_make_exactly_one(pool: PgPool) {
+    let mut app = TestApp::spawn(pool).await;
+    let second = app.another_instance().await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let statuses = race(&app, &salon, &[app.address.clone(), second]).await;
+    assert_one_winner(&app, &salon, &statuses).await;
+}

@@ -1,0 +1,100 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::app::{berlin, call_at, database_url};
+use crate::support::process::BookingdProcess;
+use crate::support::stream::assert_stream_matches_store;
+use crate::support::{TestApp, poll_until};
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(pool: PgPool) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let url = database_url(&pool);
+    let mut first = BookingdProcess::start(&url, &app.nats.url()).await;
+    app.address = first.address.clone();
+    let salon = app.seed_salon("Salon", "enterprise").await;
+    let mut bookings = Vec::new();
+    for i in 0..20 {
+        let (status, body) = app
+            .post(
+                &salon.key,
+                "/api/v2/mcp/bookings",
+                TestApp::booking(
+                    &salon,
+                    None,
+                    berlin(
+                        2 + i / 10,
+                        [8, 9, 10, 11, 13, 14, 15, 16, 17, 18][i as usize % 10],
+                        0,
+                    ),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        bookings.push(body["data"]["id"].as_str().unwrap().to_owned());
+    }
+
+    // 2,000 commands, 64 at a time; bookingd is killed while they run.
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (http, address, key, done) = (
+            app.http.clone(),
+            app.address.clone(),
+            salon.key.clone(),
+            done.clone(),
+        );
+        tokio::spawn(async move {
+            futures::stream::iter(0..2000)
+                .map(|i| {
+                    let (http, address, key, done) =
+                        (http.clone(), address.clone(), key.clone(), done.clone());
+                    let path = format!("/api/v2/mcp/bookings/{}", bookings[i % bookings.len()]);
+                    async move {
+                        let request = http
+                            .request(Method::PUT, format!("{address}{path}"))
+                            .bearer_auth(&key)
+                            .json(&json!({ "notes": format!("note {i}") }));
+                        if request
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status() == StatusCode::OK)
+                        {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<()>>()
+                .await
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            done.load(Ordering::Relaxed) >= 300
+        })
+        .await,
+        "load did not start"
+    );
+    first.kill();
+    load.await.unwrap();
+    let succeeded = done.load(Ordering::Relaxed);
+    assert!(
+        succeeded < 2000,
+        "bookingd was killed after the load had finished"
+    );
+
+    let second = BookingdProcess::start(&url, &app.nats.url()).await;
+    app.address = second.address.clone();
+    assert!(
+        app.wait_until_relayed(Duration::from_secs(60)).await,
+        "the restarted relay did not catch up"
+    );
+    assert_stream_matches_store(&pool, &app.nats.url()).await;
+    let _ = call_at;
+}

@@ -1,0 +1,55 @@
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::app::{OPERATOR_TOKEN, poll_until};
+
+/// bookingd in a process of its own, so it can be killed with SIGKILL.
+#[derive(Debug)]
+pub(crate) struct BookingdProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) address: String,
+}
+
+impl BookingdProcess {
+    /// Starts `bookingd serve` on a free port and waits until it answers.
+    pub(crate) async fn start(database_url: &str, nats_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_bookingd-system"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("NATS_URL", nats_url)
+            .env("BOOKINGD_BIND", format!("127.0.0.1:{port}"))
+            .env("BOOKINGD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start bookingd");
+        let address = format!("http://127.0.0.1:{port}");
+        let health = format!("{address}/api/v2/mcp/health");
+        let up = poll_until(Duration::from_secs(30), || async {
+            reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up, "bookingd did not come up on {address}");
+        Self { child, address }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BookingdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,132 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// One message of stream `EVENTS`, in stream order.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// `Nats-Msg-Id`.
+    pub(crate) msg_id: String,
+    /// The subject.
+    pub(crate) subject: String,
+    /// The envelope.
+    pub(crate) body: Value,
+}
+
+/// Every message of `EVENTS`, read with an ephemeral consumer from the start.
+pub(crate) async fn read_stream(nats_url: &str) -> Vec<Published> {
+    let client = async_nats::connect(nats_url)
+        .await
+        .expect("connect to nats");
+    let js = jetstream::new(client);
+    let Ok(mut stream) = js.get_stream("EVENTS").await else {
+        return vec![];
+    };
+    let total = stream.info().await.expect("stream info").state.messages;
+    if total == 0 {
+        return vec![];
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut out = Vec::new();
+    while (out.len() as u64) < total {
+        let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("stream read timed out");
+        let message = next.expect("stream ended").expect("message");
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        out.push(Published {
+            msg_id,
+            subject: message.subject.to_string(),
+            body: serde_json::from_slice(&message.payload).expect("json"),
+        });
+    }
+    out
+}
+
+/// How many messages the stream holds (0 if it does not exist yet).
+pub(crate) async fn stream_len(nats_url: &str) -> u64 {
+    let Ok(client) = async_nats::connect(nats_url).await else {
+        return 0;
+    };
+    let js = jetstream::new(client);
+    match js.get_stream("EVENTS").await {
+        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Event ids in the store, by position.
+pub(crate) async fn stored_event_ids(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar::<_, String>("SELECT metadata ->> 'event_id' FROM events ORDER BY position")
+        .fetch_all(pool)
+        .await
+        .expect("event ids")
+}
+
+/// Checks the stream against the store: every stored event exactly once, and per aggregate in
+/// sequence order. Panics with what is wrong.
+pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
+    let stored = stored_event_ids(pool).await;
+    let published = read_stream(nats_url).await;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for p in &published {
+        *seen.entry(p.msg_id.as_str()).or_default() += 1;
+    }
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "published more than once: {duplicates:?}"
+    );
+    let missing: Vec<_> = stored
+        .iter()
+        .filter(|id| !seen.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} stored events not on the stream, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    assert_eq!(
+        published.len(),
+        stored.len(),
+        "stream has events the store does not"
+    );
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for p in &published {
+        let (kind, id) = (
+            p.body["aggregate_type"].as_str().unwrap_or_default(),
+            p.body["aggregate_id"].as_str().unwrap_or_default(),
+        );
+        let tenant = p.body["metadata"]["tenant_id"].as_str().unwrap_or("_");
+        assert_eq!(
+            p.subject,
+            format!("events.{tenant}.{kind}.{id}"),
+            "subject of {}",
+            p.msg_id
+        );
+        let key = format!("{kind}/{id}");
+        let sequence = p.body["sequence"].as_i64().expect("sequence");
+        let previous = last.insert(key.clone(), sequence).unwrap_or(0);
+        assert!(
+            sequence > previous,
+            "{key}: sequence {sequence} after {previous} on the stream"
+        );
+    }
+}
