@@ -137,6 +137,12 @@ impl Application {
         })
     }
 
+    /// Reports each event's commit-to-PubAck time (for metrics and the benchmark).
+    pub fn with_relay_lag_observer(mut self, observer: adapters::relay::LagObserver) -> Self {
+        self.relay = self.relay.map(|r| r.with_lag_observer(observer));
+        self
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)

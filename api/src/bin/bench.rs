@@ -1,1 +1,464 @@
-fn main() {}
+//! `bookingd-bench`: the write side's figures, printed in one run.
+//!
+//! * create-booking over HTTP (hold, create, reserve) at 1 and 16 concurrent clients:
+//!   throughput and p50/p99 latency;
+//! * relay lag, commit to PubAck, p50/p99, over those bookings;
+//! * measured the same way in the same run: the raw cqrs-es + postgres-es single-command rate
+//!   (`CqrsFramework` on postgres-es's own tables) and a plain one-row INSERT rate.
+//!
+//! Needs Postgres (`DATABASE_URL` names a server; the database `bookingd_bench` is recreated)
+//! and a nats-server of 2.10 or newer (`NATS_URL`). Run with `scripts/bench.sh`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use api::Application;
+use api::config::{DatabaseConfig, LogFormat, NatsConfig, ServeConfig};
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use postgres_es::PostgresEventRepository;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Throughput and latency of one measured run.
+struct Figures {
+    ops: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+    failures: u64,
+}
+
+impl Figures {
+    fn print(&self, what: &str) {
+        let ms = |q| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        say(format_args!(
+            "{what:<46} {:>8.0} ops/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} ops, {} failed)",
+            self.ops as f64 / self.elapsed.as_secs_f64(),
+            ms(0.5),
+            ms(0.99),
+            self.ops,
+            self.failures
+        ));
+    }
+}
+
+/// Runs `op(i)` for i in 0..n with `concurrency` in flight and measures each.
+async fn measure<F, Fut>(n: u64, concurrency: usize, op: F) -> Figures
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let results: Vec<(bool, u64)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let fut = op(i);
+            async move {
+                let t = Instant::now();
+                let ok = fut.await;
+                (
+                    ok,
+                    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+                )
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latency = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!());
+    let mut failures = 0;
+    for (ok, micros) in results {
+        if ok {
+            let _ = latency.record(micros);
+        } else {
+            failures += 1;
+        }
+    }
+    Figures {
+        ops: n - failures,
+        elapsed,
+        latency,
+        failures,
+    }
+}
+
+/// The smallest aggregate postgres-es can store: one command, one event.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Probe {
+    created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum ProbeEvent {
+    Created { at: DateTime<Utc> },
+}
+
+impl DomainEvent for ProbeEvent {
+    fn event_type(&self) -> String {
+        "Created".to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("probe exists")]
+struct ProbeError;
+
+impl Aggregate for Probe {
+    const TYPE: &'static str = "Probe";
+    type Command = ();
+    type Event = ProbeEvent;
+    type Error = ProbeError;
+    type Services = ();
+
+    async fn handle(&mut self, _: (), _: &(), sink: &EventSink<Self>) -> Result<(), ProbeError> {
+        if self.created {
+            return Err(ProbeError);
+        }
+        sink.write(ProbeEvent::Created { at: Utc::now() }, self)
+            .await;
+        Ok(())
+    }
+
+    fn apply(&mut self, _: ProbeEvent) {
+        self.created = true;
+    }
+}
+
+const RAW_TABLES: &str = "
+CREATE TABLE raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint CHECK (sequence >= 0) NOT NULL,
+    event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id, sequence));
+CREATE TABLE raw_snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL, last_sequence bigint CHECK (last_sequence >= 0) NOT NULL,
+    current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL, payload json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));
+CREATE TABLE raw_inserts (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL,
+    event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id, sequence));";
+
+async fn recreate_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let admin = PgPool::connect(&format!("{server_url}/postgres"))
+        .await
+        .context("connect to Postgres")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    Ok(format!("{server_url}/{name}"))
+}
+
+async fn raw_baselines(pool: &PgPool, n: u64) -> anyhow::Result<Vec<(String, Figures)>> {
+    sqlx::raw_sql(RAW_TABLES).execute(pool).await?;
+    let repo =
+        PostgresEventRepository::new(pool.clone()).with_tables("raw_events", "raw_snapshots");
+    let cqrs = Arc::new(CqrsFramework::new(
+        PersistedEventStore::<_, Probe>::new_event_store(repo),
+        vec![],
+        (),
+    ));
+    let mut out = Vec::new();
+    for concurrency in [1, 16] {
+        let figures = measure(n, concurrency, |_| {
+            let cqrs = cqrs.clone();
+            async move {
+                let metadata = HashMap::from([
+                    ("tenant_id".to_owned(), uuid::Uuid::nil().to_string()),
+                    ("actor".to_owned(), "bench".to_owned()),
+                    ("source".to_owned(), "bench".to_owned()),
+                ]);
+                cqrs.execute_with_metadata(&uuid::Uuid::new_v4().to_string(), (), metadata)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        out.push((
+            format!("raw cqrs-es + postgres-es command, c={concurrency}"),
+            figures,
+        ));
+    }
+    for concurrency in [1, 16] {
+        let figures = measure(n, concurrency, |_| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(
+                    "INSERT INTO raw_inserts VALUES ('Probe', $1, 1, 'Created', '1', $2, $3)",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(json!({ "Created": { "at": Utc::now() } }))
+                .bind(
+                    json!({ "tenant_id": uuid::Uuid::nil(), "actor": "bench", "source": "bench" }),
+                )
+                .execute(&pool)
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+        out.push((format!("plain one-row INSERT, c={concurrency}"), figures));
+    }
+    Ok(out)
+}
+
+struct Salon {
+    key: String,
+    branch_id: String,
+    service_id: String,
+    staff: Vec<String>,
+}
+
+async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = http.post(url).bearer_auth(key).json(body).send().await?;
+    let status = response.status();
+    let value: Value = response.json().await?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {value}");
+    Ok(value)
+}
+
+async fn seed(http: &reqwest::Client, base: &str, staff_count: usize) -> anyhow::Result<Salon> {
+    let tenant = post(http, &format!("{base}/api/v2/admin/tenants"), "bench-operator", &json!({ "name": "Bench", "plan": "enterprise", "settings": { "booking_rules": { "min_notice_minutes": 0, "max_advance_days": 365 } } })).await?;
+    let key = tenant["data"]["api_key"]["key"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    let day = json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] });
+    let week: serde_json::Map<String, Value> = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+    .iter()
+    .map(|d| ((*d).to_owned(), day.clone()))
+    .collect();
+    let mcp = format!("{base}/api/v2/mcp");
+    let branch = post(http, &format!("{mcp}/tenant/branches"), &key, &json!({ "name": "Bench", "address": "A", "city": "Berlin", "coordinates": null, "time_zone": "UTC", "business_hours": week })).await?;
+    let branch_id = branch["data"]["id"].as_str().context("branch")?.to_owned();
+    let service = post(http, &format!("{mcp}/services"), &key, &json!({ "name": "Cut", "duration_minutes": 15, "price": { "amount_minor": 1000, "currency": "EUR" }, "buffer_before_minutes": 0, "buffer_after_minutes": 0, "branch_ids": [branch_id], "deposit": null })).await?;
+    let service_id = service["data"]["id"]
+        .as_str()
+        .context("service")?
+        .to_owned();
+    let mut staff = Vec::new();
+    for i in 0..staff_count {
+        let hired = post(
+            http,
+            &format!("{mcp}/staff"),
+            &key,
+            &json!({ "branch_id": branch_id, "name": format!("Staff {i}"), "schedule": week }),
+        )
+        .await?;
+        let id = hired["data"]["id"].as_str().context("staff")?.to_owned();
+        let response = http
+            .put(format!("{mcp}/staff/{id}/services/{service_id}"))
+            .bearer_auth(&key)
+            .json(&json!({ "level": 3 }))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "assign skill");
+        staff.push(id);
+    }
+    Ok(Salon {
+        key,
+        branch_id,
+        service_id,
+        staff,
+    })
+}
+
+/// Books slot `k`: staff `k % S`, consecutive 15-minute slots from `first`.
+async fn book(
+    http: &reqwest::Client,
+    url: &str,
+    salon: &Salon,
+    first: DateTime<Utc>,
+    k: u64,
+) -> bool {
+    let staff = usize::try_from(k).unwrap_or(0) % salon.staff.len();
+    let slot = k / salon.staff.len() as u64;
+    let start = first + chrono::Duration::minutes(15 * i64::try_from(slot).unwrap_or(0));
+    let body = json!({ "branch_id": salon.branch_id, "service_id": salon.service_id, "staff_id": salon.staff[staff], "start": start, "customer": { "phone": "+4915112345678", "name": "Bench" } });
+    http.post(url)
+        .bearer_auth(&salon.key)
+        .json(&body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+}
+
+type Lags = Arc<Mutex<Histogram<u64>>>;
+
+/// Starts bookingd in this process on a fresh database; returns its base URL, the database
+/// URL and the relay-lag histogram it fills.
+async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String, String, Lags)> {
+    let url = recreate_database(server, "bookingd_bench").await?;
+    // A fresh stream, so that its duplicate window and size start empty.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(nats_url.as_str())
+            .await
+            .context("connect to NATS")?,
+    );
+    let _ = js.delete_stream("EVENTS").await;
+    let lags: Lags = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let observer = {
+        let lags = lags.clone();
+        Arc::new(move |lag: Duration| {
+            if let Ok(mut h) = lags.lock() {
+                let _ = h.record(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX));
+            }
+        })
+    };
+    let config = ServeConfig {
+        database: DatabaseConfig {
+            database_url: SecretString::from(url.clone()),
+            db_pool_size: 32,
+        },
+        nats: NatsConfig { nats_url },
+        bind: "127.0.0.1:0".parse()?,
+        operator_token: Some(SecretString::from("bench-operator".to_owned())),
+        booking_lock_timeout: 300,
+        booking_max_advance_days: 365,
+        relay: true,
+        log_format: LogFormat::Pretty,
+    };
+    let app = Application::build(config)
+        .await?
+        .with_relay_lag_observer(observer);
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    Ok((base, url, lags))
+}
+
+/// Books `n` slots with `concurrency` clients, after the first `offset` slots.
+async fn bookings(
+    http: &reqwest::Client,
+    base: &str,
+    salon: &Arc<Salon>,
+    offset: u64,
+    n: u64,
+    concurrency: usize,
+) -> Figures {
+    let first = (Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let url = format!("{base}/api/v2/mcp/bookings");
+    measure(n, concurrency, |k| {
+        let (http, salon, url) = (http.clone(), salon.clone(), url.clone());
+        async move { book(&http, &url, &salon, first, offset + k).await }
+    })
+    .await
+}
+
+/// Waits until the relay's checkpoint has passed every event; false after a minute.
+async fn relay_caught_up(pool: &PgPool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM events e, relay_checkpoint c WHERE c.name = 'relay' AND e.position > c.last_position")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(1);
+        if pending == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn report(
+    bookings: &[(String, Figures)],
+    raw: &[(String, Figures)],
+    lag: &Histogram<u64>,
+    caught_up: bool,
+) {
+    say("");
+    for (what, figures) in bookings.iter().chain(raw) {
+        figures.print(what);
+    }
+    let ms = |h: &Histogram<u64>, q| h.value_at_quantile(q) as f64 / 1000.0;
+    say(format_args!(
+        "{:<46} {:>14}   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} events{})",
+        "relay lag, commit to PubAck",
+        "",
+        ms(lag, 0.5),
+        ms(lag, 0.99),
+        lag.len(),
+        if caught_up {
+            ""
+        } else {
+            ", relay had not caught up after 60 s"
+        }
+    ));
+    let rate = |f: &Figures| f.ops as f64 / f.elapsed.as_secs_f64();
+    say(format_args!(
+        "\ncreate-booking c=16 / raw cqrs-es c=16 = {:.2} (target >= 0.5); create-booking c=16 p99 {:.2} ms (target < 30); relay lag p99 {:.2} ms (target < 25)",
+        rate(&bookings[1].1) / rate(&raw[1].1),
+        ms(&bookings[1].1.latency, 0.99),
+        ms(lag, 0.99)
+    ));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    api::startup::install_crypto_provider();
+    let server = std::env::var("BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned());
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4223".to_owned());
+    let n: u64 = std::env::var("BENCH_BOOKINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let (base, url, lags) = start_server(&server, nats_url).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let salon = Arc::new(seed(&http, &base, 40).await?);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    say(format_args!(
+        "bookingd-bench: {n} bookings per run, 40 staff, {cores} cores"
+    ));
+
+    // Warm-up (connections, prepared statements, caches), not measured.
+    let _ = bookings(&http, &base, &salon, 0, 200, 4).await;
+    lags.lock().map(|mut h| h.reset()).ok();
+    let mut results = Vec::new();
+    for (run, concurrency) in [1, 16].into_iter().enumerate() {
+        let figures = bookings(&http, &base, &salon, 200 + n * run as u64, n, concurrency).await;
+        results.push((
+            format!("create-booking over HTTP, c={concurrency}"),
+            figures,
+        ));
+    }
+    let pool = PgPool::connect(&url).await?;
+    let caught_up = relay_caught_up(&pool).await;
+    let lag = lags
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lag histogram poisoned"))?
+        .clone();
+    let raw = raw_baselines(&pool, n).await?;
+    report(&results, &raw, &lag, caught_up);
+    Ok(())
+}
