@@ -11,10 +11,17 @@
 //!   event's global `position` for read-your-writes.
 //! * A load is one round trip (snapshot plus the events after it) and a commit is one
 //!   statement (events, and the snapshot when due), where postgres-es needs four.
+//! * Aggregates stay in memory between commands. A load of a cached stream reads only the
+//!   events appended since; right after this process appended to a stream, or for a stream
+//!   declared new, the cached state is trusted without any read. That is safe because an
+//!   append from a stale state conflicts on the stream's sequence (the command is then decided
+//!   again), and the executor re-checks refusals and no-ops decided on trusted state.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use commands::Versioned;
+use commands::{Trust, Versioned};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
@@ -50,6 +57,89 @@ impl SnapshotPolicy {
 pub struct PgStore {
     pool: PgPool,
     snapshots: SnapshotPolicy,
+    cache: Arc<AggregateCache>,
+}
+
+/// An aggregate as last seen by this process.
+struct CacheEntry<A> {
+    aggregate: Arc<A>,
+    sequence: u64,
+    snapshot_sequence: u64,
+}
+
+/// A cached aggregate of any type, and whether the next load may use it without a read.
+struct Slot {
+    /// Set by our own append or by `assume_new`; good for one load.
+    trusted: bool,
+    entry: Box<dyn Any + Send + Sync>,
+}
+
+type CacheKey = (&'static str, String);
+
+/// Aggregates by stream, bounded: when full it starts over (every entry can be re-read).
+#[derive(Default)]
+struct AggregateCache {
+    slots: Mutex<HashMap<CacheKey, Slot>>,
+}
+
+impl std::fmt::Debug for AggregateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateCache").finish_non_exhaustive()
+    }
+}
+
+const CACHE_CAPACITY: usize = 20_000;
+
+impl AggregateCache {
+    /// The cached state and whether it may be trusted; trust is used up by this call.
+    fn take<A: Aggregate + 'static>(&self, id: &str) -> Option<(CacheEntry<A>, bool)> {
+        let mut slots = self.slots.lock().ok()?;
+        let slot = slots.get_mut(&(A::TYPE, id.to_owned()))?;
+        let trusted = std::mem::replace(&mut slot.trusted, false);
+        let entry = slot.entry.downcast_ref::<CacheEntry<A>>()?;
+        Some((
+            CacheEntry {
+                aggregate: entry.aggregate.clone(),
+                sequence: entry.sequence,
+                snapshot_sequence: entry.snapshot_sequence,
+            },
+            trusted,
+        ))
+    }
+
+    fn put<A: Aggregate + Send + Sync + 'static>(
+        &self,
+        id: &str,
+        entry: CacheEntry<A>,
+        trusted: bool,
+    ) {
+        if let Ok(mut slots) = self.slots.lock() {
+            if slots.len() >= CACHE_CAPACITY {
+                slots.clear();
+            }
+            slots.insert(
+                (A::TYPE, id.to_owned()),
+                Slot {
+                    trusted,
+                    entry: Box::new(entry),
+                },
+            );
+        }
+    }
+
+    fn distrust(&self, aggregate_type: &'static str, id: &str) {
+        if let Ok(mut slots) = self.slots.lock()
+            && let Some(slot) = slots.get_mut(&(aggregate_type, id.to_owned()))
+        {
+            slot.trusted = false;
+        }
+    }
+
+    fn forget(&self, aggregate_type: &'static str, id: &str) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(&(aggregate_type, id.to_owned()));
+        }
+    }
 }
 
 /// An aggregate as loaded, with the stream position it was loaded at.
@@ -59,6 +149,7 @@ pub struct PgContext<A> {
     aggregate: A,
     sequence: u64,
     snapshot_sequence: u64,
+    verified: bool,
 }
 
 impl<A: Aggregate> AggregateContext<A> for PgContext<A> {
@@ -70,6 +161,10 @@ impl<A: Aggregate> AggregateContext<A> for PgContext<A> {
 impl<A> Versioned for PgContext<A> {
     fn version(&self) -> u64 {
         self.sequence
+    }
+
+    fn is_verified(&self) -> bool {
+        self.verified
     }
 }
 
@@ -172,7 +267,11 @@ impl<A: Aggregate> Columns<A> {
 impl PgStore {
     /// A store on `pool` with the given snapshot policy.
     pub fn new(pool: PgPool, snapshots: SnapshotPolicy) -> Self {
-        Self { pool, snapshots }
+        Self {
+            pool,
+            snapshots,
+            cache: Arc::default(),
+        }
     }
 
     /// The pool it writes through.
@@ -194,7 +293,61 @@ impl PgStore {
             .await
     }
 
-    async fn load<A: Aggregate>(&self, id: &str) -> Result<PgContext<A>, AggregateError<A::Error>> {
+    /// A cached aggregate as trusted, or brought up to date with the events since; else a
+    /// full load.
+    async fn load<A: Aggregate + Clone + 'static>(
+        &self,
+        id: &str,
+    ) -> Result<PgContext<A>, AggregateError<A::Error>> {
+        let Some((cached, trusted)) = self.cache.take::<A>(id) else {
+            let context = self.load_from_snapshot::<A>(id).await?;
+            self.remember(&context, false);
+            return Ok(context);
+        };
+        let mut context = PgContext {
+            aggregate_id: id.to_owned(),
+            aggregate: A::clone(&cached.aggregate),
+            sequence: cached.sequence,
+            snapshot_sequence: cached.snapshot_sequence,
+            verified: !trusted,
+        };
+        if trusted {
+            return Ok(context);
+        }
+        let rows = sqlx::query_as::<_, (i64, Value)>(
+            "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(i64::try_from(cached.sequence).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        if !rows.is_empty() {
+            for (sequence, payload) in rows {
+                let event: A::Event = serde_json::from_value(payload)
+                    .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
+                context.aggregate.apply(event);
+                context.sequence = u64::try_from(sequence).unwrap_or(context.sequence);
+            }
+            self.remember(&context, false);
+        }
+        Ok(context)
+    }
+
+    fn remember<A: Aggregate + Clone + 'static>(&self, context: &PgContext<A>, trusted: bool) {
+        let entry = CacheEntry {
+            aggregate: Arc::new(context.aggregate.clone()),
+            sequence: context.sequence,
+            snapshot_sequence: context.snapshot_sequence,
+        };
+        self.cache.put(&context.aggregate_id, entry, trusted);
+    }
+
+    async fn load_from_snapshot<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<PgContext<A>, AggregateError<A::Error>> {
         let use_snapshot = self.snapshots.interval(A::TYPE).is_some();
         let mut rows = self
             .load_rows(A::TYPE, id, use_snapshot)
@@ -205,6 +358,7 @@ impl PgStore {
             aggregate: A::default(),
             sequence: 0,
             snapshot_sequence: 0,
+            verified: true,
         };
         if let Some((0, sequence, _, payload)) = rows.first() {
             match serde_json::from_value::<A>(payload.clone()) {
@@ -230,10 +384,10 @@ impl PgStore {
         Ok(context)
     }
 
-    async fn append<A: Aggregate>(
+    async fn append<A: Aggregate + Clone + 'static>(
         &self,
         events: Vec<A::Event>,
-        context: PgContext<A>,
+        mut context: PgContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         if events.is_empty() {
@@ -274,19 +428,47 @@ impl PgStore {
                 .bind(i64::try_from(last).unwrap_or(i64::MAX))
                 .bind(snapshot);
         }
-        let positions = q.fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let positions = match q.fetch_all(&self.pool).await.map_err(map_sqlx) {
+            Ok(positions) => positions,
+            Err(e) => {
+                // Whatever we held is stale or unknown now: read it afresh next time.
+                self.cache.forget(A::TYPE, &context.aggregate_id);
+                return Err(e);
+            }
+        };
         for (envelope, (_, position)) in envelopes.iter_mut().zip(positions) {
             envelope
                 .metadata
                 .insert("position".to_owned(), position.to_string());
         }
+        context.sequence = last;
+        if snapshot_due {
+            context.snapshot_sequence = last;
+        }
+        // Our append proves this is the stream's state: the next command may skip the read.
+        self.remember(&context, true);
         Ok(envelopes)
+    }
+}
+
+impl Trust for PgStore {
+    fn distrust(&self, aggregate_type: &'static str, id: &str) {
+        self.cache.distrust(aggregate_type, id);
+    }
+
+    fn assume_new<A: Aggregate + Clone + Send + Sync + 'static>(&self, id: &str) {
+        let entry = CacheEntry {
+            aggregate: Arc::new(A::default()),
+            sequence: 0,
+            snapshot_sequence: 0,
+        };
+        self.cache.put(id, entry, true);
     }
 }
 
 impl<A> EventStore<A> for PgStore
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + Clone + Send + Sync + 'static,
 {
     type AC = PgContext<A>;
 

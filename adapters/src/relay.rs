@@ -22,9 +22,8 @@ use async_nats::jetstream::{self, stream};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{Postgres, Row as _};
+use sqlx::{Connection, PgConnection, Row as _};
 use tokio::sync::watch;
 
 /// The channel `events` inserts notify on.
@@ -268,11 +267,13 @@ impl Relay {
 
     /// One term: wait for leadership, then publish until shutdown or an error.
     async fn term(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
-        let mut leader = self.pool.acquire().await?;
+        // A connection of its own, never returned to the pool: it holds the lock and runs with
+        // asynchronous commit for checkpoints (see `lead`).
+        let mut leader = self.pool.acquire().await?.detach();
         loop {
             let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK)
-                .fetch_one(&mut *leader)
+                .fetch_one(&mut leader)
                 .await?;
             if elected {
                 break;
@@ -287,22 +288,24 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let result = self.lead(&mut leader, &mut listener, shutdown).await;
-        // Unlock explicitly when the connection goes back to the pool alive.
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LEADER_LOCK)
-            .execute(&mut *leader)
-            .await;
+        // Closing the connection releases the lock at once for a standby.
+        let _ = leader.close().await;
         result
     }
 
     async fn lead(
         &self,
-        leader: &mut PoolConnection<Postgres>,
+        leader: &mut PgConnection,
         listener: &mut PgListener,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
+        // A checkpoint lost in a crash only means publishing some events again, which JetStream
+        // drops by Nats-Msg-Id: it need not wait for its own fsync.
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut *leader)
+            .await?;
         sqlx::query("INSERT INTO relay_checkpoint (name, last_tx_id, last_position) VALUES ('relay', '0', 0) ON CONFLICT DO NOTHING")
-            .execute(&mut **leader)
+            .execute(&mut *leader)
             .await?;
         loop {
             // Drain: publish until a round finds nothing.
@@ -323,7 +326,7 @@ impl Relay {
     }
 
     /// Publishes the next batch after the checkpoint and advances it; returns how many.
-    async fn round(&self, leader: &mut PoolConnection<Postgres>) -> Result<usize, RelayError> {
+    async fn round(&self, leader: &mut PgConnection) -> Result<usize, RelayError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events, relay_checkpoint c
              WHERE c.name = 'relay' AND (tx_id, position) > (c.last_tx_id, c.last_position)
@@ -332,7 +335,7 @@ impl Relay {
         );
         let rows = sqlx::query(&sql)
             .bind(self.config.batch)
-            .fetch_all(&mut **leader)
+            .fetch_all(&mut *leader)
             .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let Some(last) = rows.last() else {
@@ -346,7 +349,7 @@ impl Relay {
         .bind(&last.tx_id)
         .bind(last.position)
         .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-        .execute(&mut **leader)
+        .execute(&mut *leader)
         .await?;
         tracing::debug!(count = rows.len(), position = last.position, "published");
         Ok(rows.len())

@@ -102,6 +102,8 @@ impl<S: Store> Commands<S> {
                 meta,
             )
             .await?;
+        // The id was generated for this request: its stream is new, no need to read it.
+        self.store.assume_new::<Booking>(&booking_id.to_string());
         let created = match self.run_booking(booking_id, make(staff_id), meta).await {
             Ok(created) => created,
             Err(e) => {

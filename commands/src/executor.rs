@@ -6,10 +6,26 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{CommandError, CommandMeta};
 
-/// An aggregate context that knows the sequence number it was loaded at.
+/// An aggregate context that knows the sequence number it was loaded at, and whether its state
+/// was read from the database or trusted from the store's cache.
 pub trait Versioned {
     /// The sequence of the last event folded into the aggregate; 0 for a new stream.
     fn version(&self) -> u64;
+
+    /// False when the state came from the store's cache without a database read. An append
+    /// from such a state is still safe (it conflicts if the stream moved on), but a refusal or
+    /// a no-op decided on it must be checked against the database first.
+    fn is_verified(&self) -> bool;
+}
+
+/// A store that may answer loads from memory.
+pub trait Trust {
+    /// Makes the next load of this stream read the database.
+    fn distrust(&self, aggregate_type: &'static str, id: &str);
+
+    /// Declares a stream new (a freshly generated id), so its first command needs no read; if
+    /// it was not new after all, the append conflicts and the command is decided again.
+    fn assume_new<A: Aggregate + Clone + Send + Sync + 'static>(&self, id: &str);
 }
 
 /// The result of a command: the aggregate after it, its version, and the global position of
@@ -71,15 +87,19 @@ pub(crate) fn last_position<A: Aggregate>(events: &[EventEnvelope<A>]) -> Option
         .max()
 }
 
-/// Loads an aggregate.
+/// Loads an aggregate as the database has it (for reads, never from trust alone).
 pub(crate) async fn load<A, S>(store: &S, id: &str) -> Result<(A, u64), CommandError>
 where
     A: Aggregate + Clone,
     A::Error: Into<CommandError>,
-    S: EventStore<A>,
+    S: EventStore<A> + Trust,
     S::AC: Versioned,
 {
     let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+    if !context.is_verified() {
+        store.distrust(A::TYPE, id);
+        context = store.load_aggregate(id).await.map_err(store_error)?;
+    }
     let version = context.version();
     Ok((context.aggregate().clone(), version))
 }

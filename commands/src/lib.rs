@@ -40,7 +40,7 @@ pub use branches::{BranchInput, PhoneNumberInput};
 pub use cancel_booking::CancelBookingInput;
 pub use create_booking::CreateBookingInput;
 pub use error::CommandError;
-pub use executor::{Outcome, Versioned};
+pub use executor::{Outcome, Trust, Versioned};
 pub use metadata::{Channel, CommandMeta};
 pub use ports::Directory;
 pub use reschedule_booking::RescheduleBookingInput;
@@ -57,6 +57,7 @@ pub trait Store:
     EventStore<Tenant, AC: Versioned>
     + EventStore<Staff, AC: Versioned>
     + EventStore<Booking, AC: Versioned>
+    + Trust
     + Send
     + Sync
     + 'static
@@ -67,6 +68,7 @@ impl<S> Store for S where
     S: EventStore<Tenant, AC: Versioned>
         + EventStore<Staff, AC: Versioned>
         + EventStore<Booking, AC: Versioned>
+        + Trust
         + Send
         + Sync
         + 'static

@@ -8,6 +8,8 @@
 //!
 //! Needs Postgres (`DATABASE_URL` names a server; the database `bookingd_bench` is recreated)
 //! and a nats-server of 2.10 or newer (`NATS_URL`). Run with `scripts/bench.sh`.
+//! `BENCH_BOOKINGS` sets the bookings per run (4000); `BENCH_RELAY=false` measures the write
+//! path without the relay competing for the two cores.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -338,7 +340,7 @@ async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String,
         operator_token: Some(SecretString::from("bench-operator".to_owned())),
         booking_lock_timeout: 300,
         booking_max_advance_days: 365,
-        relay: true,
+        relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
         log_format: LogFormat::Pretty,
     };
     let app = Application::build(config)
