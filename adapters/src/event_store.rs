@@ -324,12 +324,7 @@ impl PgStore {
         .await
         .map_err(map_sqlx)?;
         if !rows.is_empty() {
-            for (sequence, payload) in rows {
-                let event: A::Event = serde_json::from_value(payload)
-                    .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
-                context.aggregate.apply(event);
-                context.sequence = u64::try_from(sequence).unwrap_or(context.sequence);
-            }
+            fold(&mut context.aggregate, &mut context.sequence, rows)?;
             self.remember(&context, false);
         }
         Ok(context)
@@ -375,12 +370,10 @@ impl PgStore {
                 }
             }
         }
-        for (_, sequence, _, payload) in rows {
-            let event: A::Event = serde_json::from_value(payload)
-                .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
-            context.aggregate.apply(event);
-            context.sequence = u64::try_from(sequence).unwrap_or(context.sequence);
-        }
+        let events = rows
+            .into_iter()
+            .map(|(_, sequence, _, payload)| (sequence, payload));
+        fold(&mut context.aggregate, &mut context.sequence, events)?;
         Ok(context)
     }
 
@@ -526,14 +519,26 @@ pub async fn fold_from_events<A: Aggregate>(
         .map_err(map_sqlx)?;
     let mut aggregate = A::default();
     let mut version = 0;
-    for (_, sequence, _, payload) in rows {
-        aggregate.apply(
-            serde_json::from_value(payload)
-                .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?,
-        );
-        version = u64::try_from(sequence).unwrap_or(version);
-    }
+    let events = rows
+        .into_iter()
+        .map(|(_, sequence, _, payload)| (sequence, payload));
+    fold(&mut aggregate, &mut version, events)?;
     Ok((aggregate, version))
+}
+
+/// Applies stored events in order, advancing `sequence` to the last one applied.
+fn fold<A: Aggregate>(
+    aggregate: &mut A,
+    sequence: &mut u64,
+    events: impl IntoIterator<Item = (i64, Value)>,
+) -> Result<(), AggregateError<A::Error>> {
+    for (number, payload) in events {
+        let event: A::Event = serde_json::from_value(payload)
+            .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
+        aggregate.apply(event);
+        *sequence = u64::try_from(number).unwrap_or(*sequence);
+    }
+    Ok(())
 }
 
 /// Whether a database error means the database could not be reached or is going away.

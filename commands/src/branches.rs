@@ -38,7 +38,7 @@ impl<S: Store> Commands<S> {
             branch_id,
             details: input.details,
         };
-        self.tenant_command(meta.tenant_id, command, meta).await
+        self.run_tenant(command, meta).await
     }
 
     /// Replaces a branch's details.
@@ -55,7 +55,7 @@ impl<S: Store> Commands<S> {
             branch_id,
             details: input.details,
         };
-        self.tenant_command(meta.tenant_id, command, meta).await
+        self.run_tenant(command, meta).await
     }
 
     /// Opens or closes a branch for bookings.
@@ -73,7 +73,7 @@ impl<S: Store> Commands<S> {
         } else {
             TenantCommand::DeactivateBranch { branch_id }
         };
-        self.tenant_command(meta.tenant_id, command, meta).await
+        self.run_tenant(command, meta).await
     }
 
     /// Routes a number to a branch.
@@ -87,12 +87,8 @@ impl<S: Store> Commands<S> {
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
         let phone = self.parse_phone(meta, &input.phone_number).await?;
-        self.tenant_command(
-            meta.tenant_id,
-            TenantCommand::AssignPhoneNumber { branch_id, phone },
-            meta,
-        )
-        .await
+        self.run_tenant(TenantCommand::AssignPhoneNumber { branch_id, phone }, meta)
+            .await
     }
 
     /// Stops routing a number.
@@ -105,12 +101,8 @@ impl<S: Store> Commands<S> {
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
         let phone = self.parse_phone(meta, raw).await?;
-        self.tenant_command(
-            meta.tenant_id,
-            TenantCommand::ReleasePhoneNumber { phone },
-            meta,
-        )
-        .await
+        self.run_tenant(TenantCommand::ReleasePhoneNumber { phone }, meta)
+            .await
     }
 
     /// Parses a number with the tenant's default country code.

@@ -4,6 +4,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use tokio::sync::{Mutex, MutexGuard};
 
+use domain::values::TenantId;
+use domain::{Booking, BookingError, Staff, StaffError, Tenant, TenantError};
+
 use crate::{CommandError, CommandMeta};
 
 /// An aggregate context that knows the sequence number it was loaded at, and whether its state
@@ -64,6 +67,54 @@ impl StripedLocks {
     }
 }
 
+/// An aggregate that belongs to one tenant.
+pub(crate) trait Tenanted: Aggregate<Services = ()> + Clone {
+    /// What a missing one is called in a NotFound answer.
+    const NAME: &'static str;
+
+    /// Whether it belongs to `tenant`; one that does not exist yet belongs to anyone.
+    fn open_to(&self, tenant: TenantId) -> bool;
+
+    /// Whether a refusal only says that the aggregate does not exist.
+    fn is_missing(error: &Self::Error) -> bool;
+}
+
+impl Tenanted for Tenant {
+    const NAME: &'static str = "tenant";
+
+    fn open_to(&self, tenant: TenantId) -> bool {
+        self.id.is_none_or(|id| id == tenant)
+    }
+
+    fn is_missing(error: &TenantError) -> bool {
+        matches!(error, TenantError::NotRegistered)
+    }
+}
+
+impl Tenanted for Staff {
+    const NAME: &'static str = "staff member";
+
+    fn open_to(&self, tenant: TenantId) -> bool {
+        self.id.is_none() || self.tenant_id == Some(tenant)
+    }
+
+    fn is_missing(error: &StaffError) -> bool {
+        matches!(error, StaffError::NotHired)
+    }
+}
+
+impl Tenanted for Booking {
+    const NAME: &'static str = "booking";
+
+    fn open_to(&self, tenant: TenantId) -> bool {
+        self.id.is_none() || self.tenant_id == Some(tenant)
+    }
+
+    fn is_missing(error: &BookingError) -> bool {
+        matches!(error, BookingError::NotFound)
+    }
+}
+
 /// Maps a store error; conflicts are handled by the caller.
 pub(crate) fn store_error<E: std::error::Error + Into<CommandError>>(
     error: AggregateError<E>,
@@ -105,8 +156,8 @@ where
 }
 
 /// Loads, decides and appends, reloading and deciding again when another writer appended to
-/// the stream in between, at most `attempts` times. `owned` says whether the loaded aggregate
-/// belongs to the command's tenant (a new, empty one does); if not, it is NotFound.
+/// the stream in between, at most `attempts` times. Another tenant's aggregate, or a refusal
+/// that only says the aggregate does not exist, is NotFound.
 pub(crate) async fn execute<A, S>(
     store: &S,
     locks: &StripedLocks,
@@ -114,29 +165,42 @@ pub(crate) async fn execute<A, S>(
     id: &str,
     command: &A::Command,
     meta: &CommandMeta,
-    owned: fn(&A, &CommandMeta) -> bool,
 ) -> Result<Outcome<A>, CommandError>
 where
-    A: Aggregate<Services = ()> + Clone,
+    A: Tenanted,
     A::Command: Clone,
     A::Error: Into<CommandError>,
-    S: EventStore<A>,
+    S: EventStore<A> + Trust,
     S::AC: Versioned,
 {
     let _local = locks.lock((A::TYPE, id)).await;
     for attempt in 1..=attempts.max(1) {
         let mut context = store.load_aggregate(id).await.map_err(store_error)?;
         let version = context.version();
-        if !owned(context.aggregate(), meta) {
-            return Err(CommandError::NotFound(not_found_name(A::TYPE)));
-        }
+        let verified = context.is_verified();
         let sink = EventSink::default();
-        context
-            .aggregate()
-            .handle(command.clone(), &(), &sink)
-            .await
-            .map_err(|e| e.into())?;
+        let decided = if context.aggregate().open_to(meta.tenant_id) {
+            context
+                .aggregate()
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(|e| {
+                    if A::is_missing(&e) {
+                        CommandError::NotFound(A::NAME)
+                    } else {
+                        e.into()
+                    }
+                })
+        } else {
+            Err(CommandError::NotFound(A::NAME))
+        };
         let events = sink.collect().await;
+        if !verified && (decided.is_err() || events.is_empty()) {
+            // Only an append proves a trusted state current: check refusals and no-ops.
+            store.distrust(A::TYPE, id);
+            continue;
+        }
+        decided?;
         if events.is_empty() {
             return Ok(Outcome {
                 state: context.aggregate().clone(),
@@ -161,12 +225,4 @@ where
         }
     }
     Err(CommandError::Conflict)
-}
-
-fn not_found_name(aggregate_type: &str) -> &'static str {
-    match aggregate_type {
-        "Staff" => "staff member",
-        "Booking" => "booking",
-        _ => "tenant",
-    }
 }

@@ -159,22 +159,29 @@ impl<S: Store> Commands<S> {
         Ok((booking, version))
     }
 
+    async fn run<A>(
+        &self,
+        id: String,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Outcome<A>, CommandError>
+    where
+        A: executor::Tenanted,
+        A::Command: Clone,
+        A::Error: Into<CommandError>,
+        S: EventStore<A>,
+        <S as EventStore<A>>::AC: Versioned,
+    {
+        let attempts = self.config.max_attempts;
+        executor::execute::<A, S>(&self.store, &self.locks, attempts, &id, &command, meta).await
+    }
+
     async fn run_tenant(
         &self,
         command: TenantCommand,
         meta: &CommandMeta,
     ) -> Result<Outcome<Tenant>, CommandError> {
-        let id = meta.tenant_id.to_string();
-        executor::execute::<Tenant, S>(
-            &self.store,
-            &self.locks,
-            self.config.max_attempts,
-            &id,
-            &command,
-            meta,
-            |t, m| t.id.is_none_or(|id| id == m.tenant_id),
-        )
-        .await
+        self.run(meta.tenant_id.to_string(), command, meta).await
     }
 
     async fn run_staff(
@@ -183,23 +190,7 @@ impl<S: Store> Commands<S> {
         command: StaffCommand,
         meta: &CommandMeta,
     ) -> Result<Outcome<Staff>, CommandError> {
-        let id = staff_id.to_string();
-        executor::execute::<Staff, S>(
-            &self.store,
-            &self.locks,
-            self.config.max_attempts,
-            &id,
-            &command,
-            meta,
-            |s, m| s.id.is_none() || s.tenant_id == Some(m.tenant_id),
-        )
-        .await
-        .map_err(|e| match e {
-            CommandError::Staff(domain::StaffError::NotHired) => {
-                CommandError::NotFound("staff member")
-            }
-            other => other,
-        })
+        self.run(staff_id.to_string(), command, meta).await
     }
 
     async fn run_booking(
@@ -208,23 +199,7 @@ impl<S: Store> Commands<S> {
         command: BookingCommand,
         meta: &CommandMeta,
     ) -> Result<Outcome<Booking>, CommandError> {
-        let id = booking_id.to_string();
-        executor::execute::<Booking, S>(
-            &self.store,
-            &self.locks,
-            self.config.max_attempts,
-            &id,
-            &command,
-            meta,
-            |b, m| b.id.is_none() || b.tenant_id == Some(m.tenant_id),
-        )
-        .await
-        .map_err(|e| match e {
-            CommandError::Booking(domain::BookingError::NotFound) => {
-                CommandError::NotFound("booking")
-            }
-            other => other,
-        })
+        self.run(booking_id.to_string(), command, meta).await
     }
 }
 

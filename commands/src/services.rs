@@ -15,8 +15,7 @@ impl<S: Store> Commands<S> {
         details: ServiceDetails,
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
-        self.tenant_command(
-            meta.tenant_id,
+        self.run_tenant(
             TenantCommand::DefineService {
                 service_id,
                 details,
@@ -36,8 +35,7 @@ impl<S: Store> Commands<S> {
         details: ServiceDetails,
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
-        self.tenant_command(
-            meta.tenant_id,
+        self.run_tenant(
             TenantCommand::UpdateService {
                 service_id,
                 details,
@@ -56,11 +54,7 @@ impl<S: Store> Commands<S> {
         service_id: ServiceId,
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
-        self.tenant_command(
-            meta.tenant_id,
-            TenantCommand::RetireService { service_id },
-            meta,
-        )
-        .await
+        self.run_tenant(TenantCommand::RetireService { service_id }, meta)
+            .await
     }
 }

@@ -1,5 +1,5 @@
 use domain::settings::TenantSettings;
-use domain::values::{Plan, TenantId};
+use domain::values::Plan;
 use domain::{Tenant, TenantCommand};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -75,7 +75,7 @@ impl<S: Store> Commands<S> {
             name: input.name,
             contact_email: input.contact_email,
         };
-        self.tenant_command(meta.tenant_id, command, meta).await
+        self.run_tenant(command, meta).await
     }
 
     /// Moves to another plan.
@@ -87,12 +87,8 @@ impl<S: Store> Commands<S> {
         input: ChangePlanInput,
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
-        self.tenant_command(
-            meta.tenant_id,
-            TenantCommand::ChangePlan { plan: input.plan },
-            meta,
-        )
-        .await
+        self.run_tenant(TenantCommand::ChangePlan { plan: input.plan }, meta)
+            .await
     }
 
     /// Replaces the settings.
@@ -104,27 +100,7 @@ impl<S: Store> Commands<S> {
         settings: TenantSettings,
     ) -> Result<Outcome<Tenant>, CommandError> {
         who.require(Permission::ManageCompany)?;
-        self.tenant_command(
-            meta.tenant_id,
-            TenantCommand::UpdateTenantSettings { settings },
-            meta,
-        )
-        .await
-    }
-
-    /// Runs a command on an existing tenant (a missing one is NotFound, not a domain error).
-    pub(crate) async fn tenant_command(
-        &self,
-        tenant_id: TenantId,
-        command: TenantCommand,
-        meta: &CommandMeta,
-    ) -> Result<Outcome<Tenant>, CommandError> {
-        match self.run_tenant(command, meta).await {
-            Err(CommandError::Tenant(domain::TenantError::NotRegistered)) => {
-                tracing::debug!(%tenant_id, "command for an unregistered tenant");
-                Err(CommandError::NotFound("tenant"))
-            }
-            other => other,
-        }
+        self.run_tenant(TenantCommand::UpdateTenantSettings { settings }, meta)
+            .await
     }
 }

@@ -4,7 +4,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post, put};
+use commands::Outcome;
 use commands::{BranchInput, PhoneNumberInput};
+use domain::Tenant;
 use domain::tenant::Branch;
 use domain::values::BranchId;
 
@@ -29,6 +31,13 @@ pub fn router() -> Router<AppState> {
 }
 
 type BranchAnswer = Result<axum::Json<Data<Branch>>, ApiError>;
+
+fn answer(out: &Outcome<Tenant>, branch_id: BranchId) -> BranchAnswer {
+    Ok(axum::Json(Data::of(
+        views::branch(&out.state, branch_id)?,
+        out,
+    )))
+}
 
 async fn create(
     State(app): State<AppState>,
@@ -56,10 +65,7 @@ async fn update(
         .commands
         .update_branch(&caller.who, &caller.meta, branch_id, input)
         .await?;
-    Ok(axum::Json(Data::of(
-        views::branch(&out.state, branch_id)?,
-        &out,
-    )))
+    answer(&out, branch_id)
 }
 
 async fn activate(
@@ -71,10 +77,7 @@ async fn activate(
         .commands
         .set_branch_active(&caller.who, &caller.meta, branch_id, true)
         .await?;
-    Ok(axum::Json(Data::of(
-        views::branch(&out.state, branch_id)?,
-        &out,
-    )))
+    answer(&out, branch_id)
 }
 
 async fn deactivate(
@@ -86,10 +89,7 @@ async fn deactivate(
         .commands
         .set_branch_active(&caller.who, &caller.meta, branch_id, false)
         .await?;
-    Ok(axum::Json(Data::of(
-        views::branch(&out.state, branch_id)?,
-        &out,
-    )))
+    answer(&out, branch_id)
 }
 
 async fn assign_phone(
@@ -102,10 +102,7 @@ async fn assign_phone(
         .commands
         .assign_phone_number(&caller.who, &caller.meta, branch_id, input)
         .await?;
-    Ok(axum::Json(Data::of(
-        views::branch(&out.state, branch_id)?,
-        &out,
-    )))
+    answer(&out, branch_id)
 }
 
 async fn release_phone(
