@@ -76,3 +76,37 @@ async fn fifty_concurrent_bookings_over_two_instances_make_exactly_one(pool: PgP
     let statuses = race(&app, &salon, &[app.address.clone(), second]).await;
     assert_one_winner(&app, &salon, &statuses).await;
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_slot_freed_on_another_instance_can_be_booked_at_once_on_the_first(pool: PgPool) {
+    let mut app = TestApp::spawn(pool).await;
+    let second = app.another_instance().await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let slot = TestApp::booking(&salon, Some(0), berlin(3, 10, 0));
+    let (status, body) = app
+        .post(&salon.key, "/api/v2/mcp/bookings", slot.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let booking = body["data"]["id"].as_str().unwrap().to_owned();
+
+    // The first instance last wrote this calendar; the second frees the slot.
+    let path = format!("/api/v2/mcp/bookings/{booking}/cancel");
+    let (status, _) = call_at(
+        &app.http,
+        &second,
+        Method::POST,
+        &salon.key,
+        &path,
+        Some(serde_json::json!({ "reason": "r" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", slot).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the first instance decided on a stale calendar: {body}"
+    );
+}
