@@ -13,4 +13,5 @@ mod idempotency_and_isolation;
 mod nats_outage;
 mod refusals;
 mod relay_crash;
+mod republish;
 mod snapshots;
