@@ -2,10 +2,10 @@
 //! staff members, so the API can be tried at once. Running it again keeps the data and only
 //! prints a fresh key.
 
-use adapters::{ApiKeys, MIGRATOR, PgStore};
+use adapters::{ApiKeys, MIGRATOR, PgDirectory, PgStore};
 use chrono::{Datelike, Duration, NaiveTime, TimeZone, Utc};
 use commands::{
-    AssignSkillInput, BranchInput, CommandConfig, CommandMeta, Commands, HireStaffInput,
+    AssignSkillInput, BranchInput, CommandConfig, CommandMeta, Commands, Directory, HireStaffInput,
     PhoneNumberInput, Principal, RegisterTenantInput, Role,
 };
 use domain::staff::SkillLevel;
@@ -68,7 +68,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         seed(&commands, &admin, &meta).await?;
     }
     let (tenant, _) = commands.tenant(DEMO_TENANT).await?;
-    let key = ApiKeys::new(pool)
+    let key = ApiKeys::new(pool.clone())
         .create(DEMO_TENANT, "demo", Role::Admin)
         .await?;
     let base = format!("http://{}/api/v2/mcp", config.bind);
@@ -86,7 +86,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             .values()
             .find(|s| s.name == "Herrenhaarschnitt"),
     ) {
-        let start = next_weekday_at_ten(branch.time_zone);
+        let made = PgDirectory::new(pool.clone())
+            .bookings_since(DEMO_TENANT, chrono::DateTime::UNIX_EPOCH)
+            .await?;
+        let start = suggested_start(branch.time_zone, i64::try_from(made).unwrap_or(0));
         say(format_args!(
             "curl -s -X POST {base}/bookings -H \"Authorization: Bearer $BOOKINGD_KEY\" -H 'Content-Type: application/json' -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" \\\n  -d '{{\"branch_id\":\"{}\",\"service_id\":\"{}\",\"start\":\"{}\",\"customer\":{{\"phone\":\"0151 2345678\",\"name\":\"Erika Mustermann\"}}}}'",
             branch.id,
@@ -97,13 +100,22 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn next_weekday_at_ten(tz: chrono_tz::Tz) -> chrono::DateTime<Utc> {
+/// A weekday slot for the printed booking: the `n`-th half hour from 10:00 on the next
+/// weekdays, so that each run of `demo` suggests a slot earlier runs did not.
+fn suggested_start(tz: chrono_tz::Tz, n: i64) -> chrono::DateTime<Utc> {
     let mut day = Utc::now().with_timezone(&tz).date_naive() + Duration::days(1);
-    while matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+    let mut remaining = n;
+    loop {
+        if !matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+            if remaining < 14 {
+                break;
+            }
+            remaining -= 14;
+        }
         day += Duration::days(1);
     }
-    let ten = day.and_time(NaiveTime::from_hms_opt(10, 0, 0).unwrap_or(NaiveTime::MIN));
-    tz.from_local_datetime(&ten)
+    let start = day.and_time(NaiveTime::MIN) + Duration::minutes(600 + 30 * remaining);
+    tz.from_local_datetime(&start)
         .earliest()
         .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
 }
