@@ -77,7 +77,7 @@ pub enum RelayError {
 }
 
 /// The stream configuration the relay keeps in place.
-pub fn stream_config(config: &RelayConfig) -> stream::Config {
+pub fn stream_config(config: &RelayConfig, atomic: bool) -> stream::Config {
     stream::Config {
         name: config.stream.clone(),
         description: Some(
@@ -87,19 +87,22 @@ pub fn stream_config(config: &RelayConfig) -> stream::Config {
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         duplicate_window: config.duplicate_window,
+        allow_atomic_publish: atomic,
         ..Default::default()
     }
 }
 
-/// Creates the stream, or brings an existing one to our configuration.
+/// Creates the stream, or brings an existing one to our configuration; returns whether it
+/// takes atomic batches.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     config: &RelayConfig,
-) -> Result<(), RelayError> {
-    js.create_or_update_stream(stream_config(config))
+) -> Result<bool, RelayError> {
+    let atomic = supports_atomic_batches(js);
+    js.create_or_update_stream(stream_config(config, atomic))
         .await
         .map_err(|e| RelayError::Stream(e.to_string()))?;
-    Ok(())
+    Ok(atomic)
 }
 
 /// The subject of an event: `events.<tenant_id>.<aggregate_type>.<aggregate_id>`.
@@ -167,51 +170,144 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-/// Publishes rows pipelined (all sent, then all acks awaited) and returns when every one is
-/// acknowledged. Order on the wire is the order of `rows`.
-async fn publish_all(
+/// The subject, headers and body of one event's message.
+fn message(row: &StoredEvent) -> Result<(String, HeaderMap, bytes::Bytes), RelayError> {
+    let envelope = Envelope {
+        event_id: &row.event_id,
+        position: row.position,
+        aggregate_type: &row.aggregate_type,
+        aggregate_id: &row.aggregate_id,
+        sequence: row.sequence,
+        event_type: &row.event_type,
+        event_version: &row.event_version,
+        recorded_at: row.recorded_at,
+        payload: &row.payload,
+        metadata: &row.metadata,
+    };
+    let body = serde_json::to_vec(&envelope).map_err(|e| RelayError::Publish(e.to_string()))?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", row.event_id.as_str());
+    headers.insert("Bookingd-Event-Type", row.event_type.as_str());
+    headers.insert("Bookingd-Position", row.position.to_string().as_str());
+    headers.insert("Bookingd-Tenant-Id", row.tenant_id.as_str());
+    if !row.correlation_id.is_empty() {
+        headers.insert("Bookingd-Correlation-Id", row.correlation_id.as_str());
+    }
+    Ok((
+        subject(&row.tenant_id, &row.aggregate_type, &row.aggregate_id),
+        headers,
+        body.into(),
+    ))
+}
+
+fn observe_all(rows: &[StoredEvent], observer: Option<&LagObserver>) {
+    if let Some(observe) = observer {
+        let now = Utc::now();
+        for row in rows {
+            observe((now - row.recorded_at).to_std().unwrap_or_default());
+        }
+    }
+}
+
+/// Publishes rows one message each, pipelined (all sent, then all acks awaited); JetStream
+/// drops repeats by `Nats-Msg-Id`. Order on the wire is the order of `rows`.
+async fn publish_each(
     js: &jetstream::Context,
     rows: &[StoredEvent],
     observer: Option<&LagObserver>,
 ) -> Result<(), RelayError> {
     let mut pending = Vec::with_capacity(rows.len());
     for row in rows {
-        let envelope = Envelope {
-            event_id: &row.event_id,
-            position: row.position,
-            aggregate_type: &row.aggregate_type,
-            aggregate_id: &row.aggregate_id,
-            sequence: row.sequence,
-            event_type: &row.event_type,
-            event_version: &row.event_version,
-            recorded_at: row.recorded_at,
-            payload: &row.payload,
-            metadata: &row.metadata,
-        };
-        let body = serde_json::to_vec(&envelope).map_err(|e| RelayError::Publish(e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", row.event_id.as_str());
-        headers.insert("Bookingd-Event-Type", row.event_type.as_str());
-        headers.insert("Bookingd-Position", row.position.to_string().as_str());
-        headers.insert("Bookingd-Tenant-Id", row.tenant_id.as_str());
-        if !row.correlation_id.is_empty() {
-            headers.insert("Bookingd-Correlation-Id", row.correlation_id.as_str());
-        }
-        let subject = subject(&row.tenant_id, &row.aggregate_type, &row.aggregate_id);
+        let (subject, headers, body) = message(row)?;
         let ack = js
-            .publish_with_headers(subject, headers, body.into())
+            .publish_with_headers(subject, headers, body)
             .await
             .map_err(|e| RelayError::Publish(e.to_string()))?;
-        pending.push((ack, row.recorded_at));
+        pending.push(ack);
     }
-    for (ack, recorded_at) in pending {
+    for ack in pending {
         ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
-        if let Some(observe) = observer {
-            let lag = (Utc::now() - recorded_at).to_std().unwrap_or_default();
-            observe(lag);
+    }
+    observe_all(rows, observer);
+    Ok(())
+}
+
+/// Messages per atomic batch (the server allows up to 1,000).
+const ATOMIC_BATCH: usize = 500;
+
+/// Whether JetStream refused a batch because one of its `Nats-Msg-Id`s is already stored.
+fn is_duplicate_in_batch(error: &async_nats::jetstream::context::PublishError) -> bool {
+    let code = std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .map(|e| e.error_code().0);
+    code == Some(10201) || error.to_string().contains("duplicate message id")
+}
+
+/// Publishes rows as atomic batches (nats-server 2.12 and later): with `sync_interval: always`
+/// the server syncs a batch once instead of once per message. A batch holding an event that is
+/// already on the stream (published before a crash, above the checkpoint) is refused whole; it
+/// then goes one message at a time, where the repeats are dropped.
+async fn publish_batched(
+    js: &jetstream::Context,
+    rows: &[StoredEvent],
+    observer: Option<&LagObserver>,
+) -> Result<(), RelayError> {
+    let client = js.client();
+    for chunk in rows.chunks(ATOMIC_BATCH) {
+        if chunk.len() == 1 {
+            publish_each(js, chunk, observer).await?;
+            continue;
+        }
+        let batch = uuid::Uuid::new_v4().simple().to_string();
+        let mut commit = None;
+        for (n, row) in (1..).zip(chunk) {
+            let (subject, mut headers, body) = message(row)?;
+            headers.insert("Nats-Batch-Id", batch.as_str());
+            headers.insert("Nats-Batch-Sequence", n.to_string().as_str());
+            if n == chunk.len() {
+                headers.insert("Nats-Batch-Commit", "1");
+                commit = Some(
+                    js.publish_with_headers(subject, headers, body)
+                        .await
+                        .map_err(|e| RelayError::Publish(e.to_string()))?,
+                );
+            } else {
+                client
+                    .publish_with_headers(subject, headers, body)
+                    .await
+                    .map_err(|e| RelayError::Publish(e.to_string()))?;
+            }
+        }
+        let Some(commit) = commit else {
+            continue;
+        };
+        match commit.await {
+            Ok(_) => observe_all(chunk, observer),
+            Err(e) if is_duplicate_in_batch(&e) => publish_each(js, chunk, observer).await?,
+            Err(e) => return Err(RelayError::Publish(e.to_string())),
         }
     }
     Ok(())
+}
+
+async fn publish_all(
+    js: &jetstream::Context,
+    atomic: bool,
+    rows: &[StoredEvent],
+    observer: Option<&LagObserver>,
+) -> Result<(), RelayError> {
+    if atomic {
+        publish_batched(js, rows, observer).await
+    } else {
+        publish_each(js, rows, observer).await
+    }
+}
+
+/// Whether the server takes atomic batches (nats-server 2.12 and later).
+fn supports_atomic_batches(js: &jetstream::Context) -> bool {
+    let version = js.client().server_info().version;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    matches!((parts.next(), parts.next()), (Some(major), Some(minor)) if major > 2 || (major == 2 && minor >= 12))
 }
 
 /// The relay process.
@@ -268,12 +364,12 @@ impl Relay {
     /// One term: wait for leadership, then publish until shutdown or an error.
     async fn term(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
         // A connection of its own, never returned to the pool: it holds the lock and runs with
-        // asynchronous commit for checkpoints (see `lead`).
-        let mut leader = self.pool.acquire().await?.detach();
+        // asynchronous commit for checkpoints (see `Lease`).
+        let mut conn = self.pool.acquire().await?.detach();
         loop {
             let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK)
-                .fetch_one(&mut leader)
+                .fetch_one(&mut conn)
                 .await?;
             if elected {
                 break;
@@ -283,33 +379,26 @@ impl Relay {
                 _ = shutdown.changed() => return Ok(()),
             }
         }
-        tracing::info!("relay elected leader");
-        ensure_stream(&self.js, &self.config).await?;
+        let atomic = ensure_stream(&self.js, &self.config).await?;
+        tracing::info!(atomic_batches = atomic, "relay elected leader");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
-        let result = self.lead(&mut leader, &mut listener, shutdown).await;
+        let mut lease = Lease::take(conn, atomic).await?;
+        let result = self.lead(&mut lease, &mut listener, shutdown).await;
         // Closing the connection releases the lock at once for a standby.
-        let _ = leader.close().await;
+        let _ = lease.conn.close().await;
         result
     }
 
     async fn lead(
         &self,
-        leader: &mut PgConnection,
+        lease: &mut Lease,
         listener: &mut PgListener,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
-        // A checkpoint lost in a crash only means publishing some events again, which JetStream
-        // drops by Nats-Msg-Id: it need not wait for its own fsync.
-        sqlx::query("SET synchronous_commit = off")
-            .execute(&mut *leader)
-            .await?;
-        sqlx::query("INSERT INTO relay_checkpoint (name, last_tx_id, last_position) VALUES ('relay', '0', 0) ON CONFLICT DO NOTHING")
-            .execute(&mut *leader)
-            .await?;
         loop {
             // Drain: publish until a round finds nothing.
-            while self.round(leader).await? > 0 {}
+            while self.round(lease).await? > 0 {}
             if *shutdown.borrow() {
                 return Ok(());
             }
@@ -318,30 +407,31 @@ impl Relay {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = shutdown.changed() => {
                     // Publish what is committed before stopping.
-                    while self.round(leader).await? > 0 {}
+                    while self.round(lease).await? > 0 {}
                     return Ok(());
                 }
             }
         }
     }
 
-    /// Publishes the next batch after the checkpoint and advances it; returns how many.
-    async fn round(&self, leader: &mut PgConnection) -> Result<usize, RelayError> {
+    /// Publishes the next batch after the cursor and advances it; returns how many.
+    async fn round(&self, lease: &mut Lease) -> Result<usize, RelayError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events, relay_checkpoint c
-             WHERE c.name = 'relay' AND (tx_id, position) > (c.last_tx_id, c.last_position)
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY tx_id, position LIMIT $1"
+            "SELECT {COLUMNS} FROM events
+             WHERE (tx_id, position) > ($1::xid8, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY tx_id, position LIMIT $3"
         );
         let rows = sqlx::query(&sql)
+            .bind(&lease.tx_id)
+            .bind(lease.position)
             .bind(self.config.batch)
-            .fetch_all(&mut *leader)
+            .fetch_all(&mut lease.conn)
             .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let Some(last) = rows.last() else {
             return Ok(0);
         };
-        publish_all(&self.js, &rows, self.observer.as_ref()).await?;
+        publish_all(&self.js, lease.atomic, &rows, self.observer.as_ref()).await?;
         sqlx::query(
             "UPDATE relay_checkpoint SET last_tx_id = $1::xid8, last_position = $2, published = published + $3, updated_at = now()
              WHERE name = 'relay'",
@@ -349,10 +439,45 @@ impl Relay {
         .bind(&last.tx_id)
         .bind(last.position)
         .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-        .execute(&mut *leader)
+        .execute(&mut lease.conn)
         .await?;
+        lease.tx_id.clone_from(&last.tx_id);
+        lease.position = last.position;
         tracing::debug!(count = rows.len(), position = last.position, "published");
         Ok(rows.len())
+    }
+}
+
+/// The leader's term: the connection holding the lock, and the cursor, kept in memory (only the
+/// leader moves it) and written to `relay_checkpoint` after every acknowledged round.
+struct Lease {
+    conn: PgConnection,
+    atomic: bool,
+    tx_id: String,
+    position: i64,
+}
+
+impl Lease {
+    async fn take(mut conn: PgConnection, atomic: bool) -> Result<Self, RelayError> {
+        // A checkpoint lost in a crash only means publishing some events again, which JetStream
+        // drops by Nats-Msg-Id: it need not wait for its own fsync.
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("INSERT INTO relay_checkpoint (name, last_tx_id, last_position) VALUES ('relay', '0', 0) ON CONFLICT DO NOTHING")
+            .execute(&mut conn)
+            .await?;
+        let (tx_id, position): (String, i64) = sqlx::query_as(
+            "SELECT last_tx_id::text, last_position FROM relay_checkpoint WHERE name = 'relay'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        Ok(Self {
+            conn,
+            atomic,
+            tx_id,
+            position,
+        })
     }
 }
 
@@ -365,7 +490,7 @@ pub async fn republish(
     config: &RelayConfig,
     from: i64,
 ) -> Result<u64, RelayError> {
-    ensure_stream(js, config).await?;
+    let atomic = ensure_stream(js, config).await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM events
          WHERE position >= $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -384,7 +509,7 @@ pub async fn republish(
             return Ok(sent);
         };
         next = last.position + 1;
-        publish_all(js, &rows, None).await?;
+        publish_all(js, atomic, &rows, None).await?;
         sent += rows.len() as u64;
     }
 }

@@ -424,6 +424,13 @@ fn report(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     api::startup::install_crypto_provider();
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        api::telemetry::init_subscriber(api::telemetry::get_subscriber(
+            &filter,
+            LogFormat::Pretty,
+            std::io::stderr,
+        ));
+    }
     let server = std::env::var("BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned());
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4223".to_owned());
