@@ -197,6 +197,16 @@ pub fn document() -> Value {
     );
     op!(
         "get",
+        "/api/v2/openapi.json",
+        "health",
+        "This document",
+        None,
+        none,
+        "200",
+        Value
+    );
+    op!(
+        "get",
         mcp("/health"),
         "health",
         "Liveness and dependency status",
