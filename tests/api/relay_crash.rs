@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::app::{berlin, call_at, database_url};
+use crate::support::app::{berlin, database_url};
 use crate::support::process::BookingdProcess;
 use crate::support::stream::assert_stream_matches_store;
 use crate::support::{TestApp, poll_until};
@@ -96,5 +96,4 @@ async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(p
         "the restarted relay did not catch up"
     );
     assert_stream_matches_store(&pool, &app.nats.url()).await;
-    let _ = call_at;
 }

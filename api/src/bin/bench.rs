@@ -59,7 +59,7 @@ impl Figures {
 }
 
 /// Runs `op(i)` for i in 0..n with `concurrency` in flight and measures each.
-async fn measure<F, Fut>(n: u64, concurrency: usize, op: F) -> Figures
+async fn measure<F, Fut>(n: u64, concurrency: usize, op: F) -> anyhow::Result<Figures>
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = bool>,
@@ -81,7 +81,7 @@ where
         .collect()
         .await;
     let elapsed = started.elapsed();
-    let mut latency = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!());
+    let mut latency = Histogram::<u64>::new(3)?;
     let mut failures = 0;
     for (ok, micros) in results {
         if ok {
@@ -90,12 +90,12 @@ where
             failures += 1;
         }
     }
-    Figures {
+    Ok(Figures {
         ops: n - failures,
         elapsed,
         latency,
         failures,
-    }
+    })
 }
 
 /// The smallest aggregate postgres-es can store: one command, one event.
@@ -190,7 +190,7 @@ async fn raw_baselines(pool: &PgPool, n: u64) -> anyhow::Result<Vec<(String, Fig
                     .is_ok()
             }
         })
-        .await;
+        .await?;
         out.push((
             format!("raw cqrs-es + postgres-es command, c={concurrency}"),
             figures,
@@ -213,7 +213,7 @@ async fn raw_baselines(pool: &PgPool, n: u64) -> anyhow::Result<Vec<(String, Fig
                 .is_ok()
             }
         })
-        .await;
+        .await?;
         out.push((format!("plain one-row INSERT, c={concurrency}"), figures));
     }
     Ok(out)
@@ -359,7 +359,7 @@ async fn bookings(
     offset: u64,
     n: u64,
     concurrency: usize,
-) -> Figures {
+) -> anyhow::Result<Figures> {
     let first = (Utc::now() + chrono::Duration::days(1))
         .date_naive()
         .and_time(chrono::NaiveTime::MIN)
@@ -451,11 +451,11 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     // Warm-up (connections, prepared statements, caches), not measured.
-    let _ = bookings(&http, &base, &salon, 0, 200, 4).await;
+    bookings(&http, &base, &salon, 0, 200, 4).await?;
     lags.lock().map(|mut h| h.reset()).ok();
     let mut results = Vec::new();
     for (run, concurrency) in [1, 16].into_iter().enumerate() {
-        let figures = bookings(&http, &base, &salon, 200 + n * run as u64, n, concurrency).await;
+        let figures = bookings(&http, &base, &salon, 200 + n * run as u64, n, concurrency).await?;
         results.push((
             format!("create-booking over HTTP, c={concurrency}"),
             figures,
