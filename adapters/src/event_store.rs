@@ -21,7 +21,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use commands::{Trust, Versioned};
+use commands::{AppendTogether, CommandError, CommandMeta, Trust, Versioned};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
@@ -194,6 +194,18 @@ WITH appended AS (
     RETURNING sequence, position
 )
 SELECT sequence, position FROM appended ORDER BY sequence";
+
+/// Two streams' events in one statement, so both are appended or neither.
+const APPEND_TOGETHER: &str = "
+WITH appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT u.aggregate_type, u.aggregate_id, u.sequence, u.event_type, u.event_version, u.payload, u.metadata
+    FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+        WITH ORDINALITY AS u(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
+    ORDER BY u.n
+    RETURNING aggregate_type, aggregate_id, sequence, position
+)
+SELECT aggregate_type, aggregate_id, sequence, position FROM appended";
 
 const APPEND_WITH_SNAPSHOT: &str = "
 WITH appended AS (
@@ -441,6 +453,102 @@ impl PgStore {
         // Our append proves this is the stream's state: the next command may skip the read.
         self.remember(&context, true);
         Ok(envelopes)
+    }
+}
+
+/// Stamps each envelope with the position its row was given.
+fn stamp<A: Aggregate>(
+    envelopes: &mut [EventEnvelope<A>],
+    positions: &HashMap<(String, String, i64), i64>,
+) {
+    for envelope in envelopes {
+        let key = (
+            A::TYPE.to_owned(),
+            envelope.aggregate_id.clone(),
+            i64::try_from(envelope.sequence).unwrap_or(i64::MAX),
+        );
+        if let Some(position) = positions.get(&key) {
+            envelope
+                .metadata
+                .insert("position".to_owned(), position.to_string());
+        }
+    }
+}
+
+impl<A, B> AppendTogether<A, B> for PgStore
+where
+    A: Aggregate + Clone + 'static,
+    B: Aggregate + Clone + 'static,
+{
+    async fn append_together(
+        &self,
+        (mut context_a, events_a): (PgContext<A>, Vec<A::Event>),
+        (mut context_b, events_b): (PgContext<B>, Vec<B::Event>),
+        metadata: &CommandMeta,
+    ) -> Result<(Vec<EventEnvelope<A>>, Vec<EventEnvelope<B>>), CommandError> {
+        let meta = metadata.to_map();
+        let internal = |e: AggregateError<CommandError>| CommandError::Internal(e.to_string());
+        let a = Columns::<A>::of::<CommandError>(
+            &context_a.aggregate_id,
+            context_a.sequence + 1,
+            events_a,
+            &meta,
+        )
+        .map_err(internal)?;
+        let b = Columns::<B>::of::<CommandError>(
+            &context_b.aggregate_id,
+            context_b.sequence + 1,
+            events_b,
+            &meta,
+        )
+        .map_err(internal)?;
+        let repeat = |value: &str, n: usize| vec![value.to_owned(); n];
+        let types = [
+            repeat(A::TYPE, a.sequences.len()),
+            repeat(B::TYPE, b.sequences.len()),
+        ]
+        .concat();
+        let ids = [
+            repeat(&context_a.aggregate_id, a.sequences.len()),
+            repeat(&context_b.aggregate_id, b.sequences.len()),
+        ]
+        .concat();
+        let rows = sqlx::query_as::<_, (String, String, i64, i64)>(APPEND_TOGETHER)
+            .bind(&types)
+            .bind(&ids)
+            .bind([a.sequences.as_slice(), b.sequences.as_slice()].concat())
+            .bind([a.types.as_slice(), b.types.as_slice()].concat())
+            .bind([a.versions.as_slice(), b.versions.as_slice()].concat())
+            .bind([a.payloads.as_slice(), b.payloads.as_slice()].concat())
+            .bind([a.metadatas.as_slice(), b.metadatas.as_slice()].concat())
+            .fetch_all(&self.pool)
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.cache.forget(A::TYPE, &context_a.aggregate_id);
+                self.cache.forget(B::TYPE, &context_b.aggregate_id);
+                return Err(match map_sqlx::<CommandError>(e) {
+                    AggregateError::AggregateConflict => CommandError::Conflict,
+                    AggregateError::DatabaseConnectionError(e) => {
+                        CommandError::Unavailable(e.to_string())
+                    }
+                    other => CommandError::Internal(other.to_string()),
+                });
+            }
+        };
+        let positions: HashMap<_, _> = rows
+            .into_iter()
+            .map(|(t, i, seq, pos)| ((t, i, seq), pos))
+            .collect();
+        let (mut envelopes_a, mut envelopes_b) = (a.envelopes, b.envelopes);
+        stamp(&mut envelopes_a, &positions);
+        stamp(&mut envelopes_b, &positions);
+        context_a.sequence += envelopes_a.len() as u64;
+        context_b.sequence += envelopes_b.len() as u64;
+        self.remember(&context_a, true);
+        self.remember(&context_b, true);
+        Ok((envelopes_a, envelopes_b))
     }
 }
 

@@ -23,7 +23,7 @@ pub struct UpdateBookingInput {
 }
 
 impl<S: Store> Commands<S> {
-    /// Confirms a held booking: its hold becomes a reservation first.
+    /// Confirms a held booking: the booking and its reservation commit together.
     #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
     pub async fn confirm_booking(
         &self,
@@ -49,8 +49,9 @@ impl<S: Store> Commands<S> {
             start: appointment.start,
             now: meta.now,
         };
-        let reserved = self.run_staff(staff_id, confirm, meta).await?;
-        let confirmed = self.run_booking(booking_id, command, meta).await?;
+        let (confirmed, reserved) = self
+            .run_booking_and_staff((booking_id, command), (staff_id, confirm), meta)
+            .await?;
         Ok(Outcome {
             position: max_position(reserved.position, confirmed.position),
             ..confirmed

@@ -64,8 +64,8 @@ struct Placement<'t> {
 }
 
 impl<S: Store> Commands<S> {
-    /// Books an appointment: hold the slot on a staff calendar, create the booking, and turn
-    /// the hold into a reservation.
+    /// Books an appointment: hold the slot on a staff calendar, then create the booking and turn
+    /// the hold into a reservation in one transaction.
     #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
     pub async fn create_booking(
         &self,
@@ -104,29 +104,33 @@ impl<S: Store> Commands<S> {
             .await?;
         // The id was generated for this request: its stream is new, no need to read it.
         self.store.assume_new::<Booking>(&booking_id.to_string());
-        let created = match self.run_booking(booking_id, make(staff_id), meta).await {
-            Ok(created) => created,
-            Err(e) => {
-                self.release_quietly(staff_id, booking_id, meta).await;
-                return Err(e);
-            }
+        let created = if input.hold_only {
+            self.run_booking(booking_id, make(staff_id), meta).await
+        } else {
+            // The booking and its reservation commit together: no crash can leave a confirmed
+            // booking whose slot is only held.
+            let confirm = StaffCommand::ConfirmReservation {
+                booking_id,
+                start: placement.appointment.start,
+                now: meta.now,
+            };
+            self.run_booking_and_staff((booking_id, make(staff_id)), (staff_id, confirm), meta)
+                .await
+                .map(|(booking, reserved)| Outcome {
+                    position: max_position(booking.position, reserved.position),
+                    ..booking
+                })
         };
-        if input.hold_only {
-            return Ok(Outcome {
+        match created {
+            Ok(created) => Ok(Outcome {
                 position: max_position(held_at, created.position),
                 ..created
-            });
+            }),
+            Err(e) => {
+                self.release_quietly(staff_id, booking_id, meta).await;
+                Err(e)
+            }
         }
-        let confirm = StaffCommand::ConfirmReservation {
-            booking_id,
-            start: placement.appointment.start,
-            now: meta.now,
-        };
-        let reserved = self.run_staff(staff_id, confirm, meta).await?;
-        Ok(Outcome {
-            position: max_position(created.position, reserved.position),
-            ..created
-        })
     }
 
     /// Derives the appointment and checks it: timing first (notice, advance, duration), then

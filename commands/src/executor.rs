@@ -21,6 +21,21 @@ pub trait Versioned {
     fn is_verified(&self) -> bool;
 }
 
+/// The envelopes two appends wrote, or why they did not.
+pub type Appended<A, B> = Result<(Vec<EventEnvelope<A>>, Vec<EventEnvelope<B>>), CommandError>;
+
+/// A store that can append to two streams in one transaction: both appends happen or neither.
+pub trait AppendTogether<A: Aggregate, B: Aggregate>: EventStore<A> + EventStore<B> {
+    /// Appends `a`'s events and `b`'s events atomically; a conflict on either stream is
+    /// [`CommandError::Conflict`].
+    fn append_together(
+        &self,
+        a: (<Self as EventStore<A>>::AC, Vec<A::Event>),
+        b: (<Self as EventStore<B>>::AC, Vec<B::Event>),
+        metadata: &CommandMeta,
+    ) -> impl std::future::Future<Output = Appended<A, B>> + Send;
+}
+
 /// A store that may answer loads from memory.
 pub trait Trust {
     /// Makes the next load of this stream read the database.
@@ -60,10 +75,32 @@ impl StripedLocks {
         }
     }
 
-    pub(crate) async fn lock(&self, key: impl Hash) -> MutexGuard<'_, ()> {
+    fn index(&self, key: impl Hash) -> usize {
         let hash = self.hasher.hash_one(key);
-        let index = usize::try_from(hash % self.stripes.len() as u64).unwrap_or(0);
-        self.stripes[index].lock().await
+        usize::try_from(hash % self.stripes.len() as u64).unwrap_or(0)
+    }
+
+    pub(crate) async fn lock(&self, key: impl Hash) -> MutexGuard<'_, ()> {
+        self.stripes[self.index(key)].lock().await
+    }
+
+    /// Locks two keys, always in stripe order so that two callers cannot deadlock.
+    pub(crate) async fn lock_two(
+        &self,
+        a: impl Hash,
+        b: impl Hash,
+    ) -> (MutexGuard<'_, ()>, Option<MutexGuard<'_, ()>>) {
+        let (first, second) = {
+            let (x, y) = (self.index(a), self.index(b));
+            (x.min(y), x.max(y))
+        };
+        let held = self.stripes[first].lock().await;
+        let other = if second == first {
+            None
+        } else {
+            Some(self.stripes[second].lock().await)
+        };
+        (held, other)
     }
 }
 
@@ -222,6 +259,119 @@ where
                 tracing::debug!(aggregate = A::TYPE, id, attempt, "conflict; deciding again");
             }
             Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(CommandError::Conflict)
+}
+
+/// One side of a two-stream command: its context and what it decided.
+type Side<A, S> = (<S as EventStore<A>>::AC, Vec<<A as Aggregate>::Event>, u64);
+
+/// Loads and decides one side of a two-stream command. `Ok(None)` means the state was trusted
+/// and must be read again before a refusal or no-op counts.
+async fn decide_side<A, S>(
+    store: &S,
+    id: &str,
+    command: &A::Command,
+    meta: &CommandMeta,
+) -> Result<Option<Side<A, S>>, CommandError>
+where
+    A: Tenanted,
+    A::Command: Clone,
+    A::Error: Into<CommandError>,
+    S: EventStore<A> + Trust,
+    S::AC: Versioned,
+{
+    let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+    let version = context.version();
+    let verified = context.is_verified();
+    let sink = EventSink::default();
+    let decided = if context.aggregate().open_to(meta.tenant_id) {
+        context
+            .aggregate()
+            .handle(command.clone(), &(), &sink)
+            .await
+            .map_err(|e| {
+                if A::is_missing(&e) {
+                    CommandError::NotFound(A::NAME)
+                } else {
+                    e.into()
+                }
+            })
+    } else {
+        Err(CommandError::NotFound(A::NAME))
+    };
+    let events = sink.collect().await;
+    if !verified && (decided.is_err() || events.is_empty()) {
+        store.distrust(A::TYPE, id);
+        return Ok(None);
+    }
+    decided?;
+    Ok(Some((context, events, version)))
+}
+
+/// Decides a command on each of two streams and appends both in one transaction, deciding
+/// both again when either stream moved on meanwhile.
+pub(crate) async fn execute_together<A, B, S>(
+    store: &S,
+    locks: &StripedLocks,
+    attempts: u32,
+    (id_a, command_a): (&str, &A::Command),
+    (id_b, command_b): (&str, &B::Command),
+    meta: &CommandMeta,
+) -> Result<(Outcome<A>, Outcome<B>), CommandError>
+where
+    A: Tenanted + 'static,
+    B: Tenanted + 'static,
+    A::Command: Clone,
+    B::Command: Clone,
+    A::Error: Into<CommandError>,
+    B::Error: Into<CommandError>,
+    S: AppendTogether<A, B> + Trust,
+    <S as EventStore<A>>::AC: Versioned,
+    <S as EventStore<B>>::AC: Versioned,
+{
+    let _local = locks.lock_two((A::TYPE, id_a), (B::TYPE, id_b)).await;
+    for attempt in 1..=attempts.max(1) {
+        let Some((mut context_a, events_a, version_a)) =
+            decide_side::<A, S>(store, id_a, command_a, meta).await?
+        else {
+            continue;
+        };
+        let Some((mut context_b, events_b, version_b)) =
+            decide_side::<B, S>(store, id_b, command_b, meta).await?
+        else {
+            continue;
+        };
+        let (state_a, count_a) = (context_a.aggregate().clone(), events_a.len() as u64);
+        let (state_b, count_b) = (context_b.aggregate().clone(), events_b.len() as u64);
+        match store
+            .append_together((context_a, events_a), (context_b, events_b), meta)
+            .await
+        {
+            Ok((committed_a, committed_b)) => {
+                return Ok((
+                    Outcome {
+                        state: state_a,
+                        version: version_a + count_a,
+                        position: last_position(&committed_a),
+                    },
+                    Outcome {
+                        state: state_b,
+                        version: version_b + count_b,
+                        position: last_position(&committed_b),
+                    },
+                ));
+            }
+            Err(CommandError::Conflict) => {
+                tracing::debug!(
+                    a = A::TYPE,
+                    b = B::TYPE,
+                    attempt,
+                    "conflict; deciding both again"
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
     Err(CommandError::Conflict)

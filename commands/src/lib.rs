@@ -9,9 +9,9 @@
 //! * `executor.rs`: load → decide → append, retried on optimistic-concurrency conflicts.
 //! * `metadata.rs`, `auth.rs`, `ports.rs`, `error.rs`: what every use case shares.
 //!
-//! The booking flow spans two aggregates: the slot is held on the Staff calendar, the Booking
-//! is created, and the hold becomes a reservation. A crash in between leaves a hold that
-//! lapses by itself, never a double booking.
+//! The booking flow spans two aggregates: the slot is held on the Staff calendar, then the
+//! Booking is created and the hold becomes a reservation in one transaction. A crash after the
+//! hold leaves a hold that lapses by itself, never a double booking.
 #![warn(missing_docs)]
 
 mod auth;
@@ -40,7 +40,7 @@ pub use branches::{BranchInput, PhoneNumberInput};
 pub use cancel_booking::CancelBookingInput;
 pub use create_booking::CreateBookingInput;
 pub use error::CommandError;
-pub use executor::{Outcome, Trust, Versioned};
+pub use executor::{AppendTogether, Appended, Outcome, Trust, Versioned};
 pub use metadata::{Channel, CommandMeta};
 pub use ports::Directory;
 pub use reschedule_booking::RescheduleBookingInput;
@@ -58,6 +58,7 @@ pub trait Store:
     + EventStore<Staff, AC: Versioned>
     + EventStore<Booking, AC: Versioned>
     + Trust
+    + AppendTogether<Booking, Staff>
     + Send
     + Sync
     + 'static
@@ -69,6 +70,7 @@ impl<S> Store for S where
         + EventStore<Staff, AC: Versioned>
         + EventStore<Booking, AC: Versioned>
         + Trust
+        + AppendTogether<Booking, Staff>
         + Send
         + Sync
         + 'static
@@ -174,6 +176,25 @@ impl<S: Store> Commands<S> {
     {
         let attempts = self.config.max_attempts;
         executor::execute::<A, S>(&self.store, &self.locks, attempts, &id, &command, meta).await
+    }
+
+    /// A Booking command and a Staff command, appended in one transaction.
+    async fn run_booking_and_staff(
+        &self,
+        (booking_id, booking_command): (BookingId, BookingCommand),
+        (staff_id, staff_command): (StaffId, StaffCommand),
+        meta: &CommandMeta,
+    ) -> Result<(Outcome<Booking>, Outcome<Staff>), CommandError> {
+        let (booking, staff) = (booking_id.to_string(), staff_id.to_string());
+        executor::execute_together::<Booking, Staff, S>(
+            &self.store,
+            &self.locks,
+            self.config.max_attempts,
+            (&booking, &booking_command),
+            (&staff, &staff_command),
+            meta,
+        )
+        .await
     }
 
     async fn run_tenant(

@@ -420,7 +420,7 @@ async fn the_booking_flow_stores_holds_bookings_and_reservations(pool: PgPool) {
     );
     log.expect(
         "confirm",
-        &["Staff:ReservationConfirmed", "Booking:BookingConfirmed"],
+        &["Booking:BookingConfirmed", "Staff:ReservationConfirmed"],
     )
     .await;
 }
