@@ -456,6 +456,15 @@ impl PgStore {
     }
 }
 
+/// A failed append as the use cases see it.
+fn command_error(error: sqlx::Error) -> CommandError {
+    match map_sqlx::<CommandError>(error) {
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(e) => CommandError::Unavailable(e.to_string()),
+        other => CommandError::Internal(other.to_string()),
+    }
+}
+
 /// Stamps each envelope with the position its row was given.
 fn stamp<A: Aggregate>(
     envelopes: &mut [EventEnvelope<A>],
@@ -528,13 +537,7 @@ where
             Err(e) => {
                 self.cache.forget(A::TYPE, &context_a.aggregate_id);
                 self.cache.forget(B::TYPE, &context_b.aggregate_id);
-                return Err(match map_sqlx::<CommandError>(e) {
-                    AggregateError::AggregateConflict => CommandError::Conflict,
-                    AggregateError::DatabaseConnectionError(e) => {
-                        CommandError::Unavailable(e.to_string())
-                    }
-                    other => CommandError::Internal(other.to_string()),
-                });
+                return Err(command_error(e));
             }
         };
         let positions: HashMap<_, _> = rows
