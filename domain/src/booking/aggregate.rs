@@ -9,7 +9,8 @@ use super::command::NewBooking;
 use super::{BookingCommand, BookingError, BookingEvent};
 use crate::settings::BookingRules;
 use crate::values::{
-    BookingId, BranchId, Money, PhoneNumber, ServiceId, StaffId, TenantId, TimeRange,
+    BookingId, BranchId, Money, PhoneNumber, ServiceId, StaffId, TenantId, TimeRange, bounded_text,
+    is_email,
 };
 
 /// Where a booking came from.
@@ -109,16 +110,12 @@ pub struct Booking {
 }
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, BookingError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > max {
-        return Err(BookingError::InvalidText { field, max });
-    }
-    Ok(trimmed.to_owned())
+    bounded_text(value, max).ok_or(BookingError::InvalidText { field, max })
 }
 
 fn email(value: Option<String>) -> Result<Option<String>, BookingError> {
     match value {
-        Some(e) if !e.contains('@') || e.len() > 254 => Err(BookingError::InvalidEmail(e)),
+        Some(e) if !is_email(&e) => Err(BookingError::InvalidEmail(e)),
         other => Ok(other),
     }
 }

@@ -11,7 +11,7 @@ use super::calendar::{CalendarEntry, EntryState};
 use super::{StaffCommand, StaffError, StaffEvent};
 use crate::values::{
     BlockId, BookingId, BranchId, DayHours, PhoneNumber, ServiceId, StaffId, TenantId, TimeRange,
-    WeeklyHours,
+    WeeklyHours, bounded_text, is_email,
 };
 
 /// How skilled a staff member is at a service, 1 (trainee) to 5 (expert).
@@ -84,16 +84,12 @@ pub struct Staff {
 }
 
 fn text(field: &'static str, value: &str) -> Result<String, StaffError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 {
-        return Err(StaffError::InvalidText { field });
-    }
-    Ok(trimmed.to_owned())
+    bounded_text(value, 200).ok_or(StaffError::InvalidText { field })
 }
 
 fn email(value: Option<String>) -> Result<Option<String>, StaffError> {
     match value {
-        Some(e) if !e.contains('@') || e.len() > 254 => Err(StaffError::InvalidEmail(e)),
+        Some(e) if !is_email(&e) => Err(StaffError::InvalidEmail(e)),
         other => Ok(other),
     }
 }

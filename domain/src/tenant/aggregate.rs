@@ -12,6 +12,7 @@ use super::{TenantCommand, TenantError, TenantEvent};
 use crate::settings::TenantSettings;
 use crate::values::{
     BranchId, Coordinates, Money, PhoneNumber, Plan, ServiceId, TenantId, WeeklyHours,
+    bounded_text, is_email,
 };
 
 /// A branch of a tenant.
@@ -84,16 +85,12 @@ pub struct Tenant {
 }
 
 fn text(field: &'static str, value: &str) -> Result<String, TenantError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 {
-        return Err(TenantError::InvalidText { field });
-    }
-    Ok(trimmed.to_owned())
+    bounded_text(value, 200).ok_or(TenantError::InvalidText { field })
 }
 
 fn email(value: Option<String>) -> Result<Option<String>, TenantError> {
     match value {
-        Some(e) if !e.contains('@') || e.len() > 254 => Err(TenantError::InvalidEmail(e)),
+        Some(e) if !is_email(&e) => Err(TenantError::InvalidEmail(e)),
         other => Ok(other),
     }
 }

@@ -6,6 +6,7 @@ mod money;
 mod phone;
 mod plan;
 mod schedule;
+mod text;
 mod time_range;
 
 pub use coordinates::Coordinates;
@@ -16,4 +17,5 @@ pub use plan::{Plan, PlanFeatures, PlanLimits};
 pub use schedule::{
     ClockRange, ClockTime, DayHours, ScheduleError, Weekday, WeeklyHours, local_range_to_utc,
 };
+pub use text::{bounded_text, is_email};
 pub use time_range::{TimeRange, TimeRangeError};

@@ -1,0 +1,28 @@
+/// `value` trimmed, if it then has 1 to `max` characters.
+pub fn bounded_text(value: &str, max: usize) -> Option<String> {
+    let trimmed = value.trim();
+    (!trimmed.is_empty() && trimmed.chars().count() <= max).then(|| trimmed.to_owned())
+}
+
+/// Whether `value` can be an e-mail address (has an `@`, at most 254 bytes).
+pub fn is_email(value: &str) -> bool {
+    value.contains('@') && value.len() <= 254
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(bounded_text("  Anna ", 10).as_deref(), Some("Anna"));
+        assert_eq!(bounded_text("   ", 10), None);
+        assert_eq!(bounded_text("abcdef", 5), None);
+    }
+
+    #[test]
+    fn an_email_needs_an_at_sign() {
+        assert!(is_email("a@b.de"));
+        assert!(!is_email("ab.de"));
+    }
+}
