@@ -212,32 +212,11 @@ where
 {
     let _local = locks.lock((A::TYPE, id)).await;
     for attempt in 1..=attempts.max(1) {
-        let mut context = store.load_aggregate(id).await.map_err(store_error)?;
-        let version = context.version();
-        let verified = context.is_verified();
-        let sink = EventSink::default();
-        let decided = if context.aggregate().open_to(meta.tenant_id) {
-            context
-                .aggregate()
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(|e| {
-                    if A::is_missing(&e) {
-                        CommandError::NotFound(A::NAME)
-                    } else {
-                        e.into()
-                    }
-                })
-        } else {
-            Err(CommandError::NotFound(A::NAME))
-        };
-        let events = sink.collect().await;
-        if !verified && (decided.is_err() || events.is_empty()) {
-            // Only an append proves a trusted state current: check refusals and no-ops.
-            store.distrust(A::TYPE, id);
+        let Some((mut context, events, version)) =
+            decide_side::<A, S>(store, id, command, meta).await?
+        else {
             continue;
-        }
-        decided?;
+        };
         if events.is_empty() {
             return Ok(Outcome {
                 state: context.aggregate().clone(),
@@ -264,11 +243,11 @@ where
     Err(CommandError::Conflict)
 }
 
-/// One side of a two-stream command: its context and what it decided.
+/// A loaded aggregate's context, the events decided on it, and its version before them.
 type Side<A, S> = (<S as EventStore<A>>::AC, Vec<<A as Aggregate>::Event>, u64);
 
-/// Loads and decides one side of a two-stream command. `Ok(None)` means the state was trusted
-/// and must be read again before a refusal or no-op counts.
+/// Loads and decides. `Ok(None)` means the state was trusted from the cache and produced a
+/// refusal or a no-op: only an append proves a trusted state current, so it is read again.
 async fn decide_side<A, S>(
     store: &S,
     id: &str,
