@@ -21,6 +21,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::appends::Appends;
 use commands::{AppendTogether, CommandError, CommandMeta, Trust, Versioned};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
@@ -42,9 +43,11 @@ impl SnapshotPolicy {
         self
     }
 
-    /// Staff calendars and tenants grow without end; bookings stay short.
+    /// Staff calendars and tenants grow without end; bookings stay short. A staff snapshot
+    /// holds the whole calendar (hundreds of entries), so it is taken rarely: aggregates stay
+    /// cached between commands, and a cold load reads at most 200 events after it.
     pub fn standard() -> Self {
-        Self::default().with("Staff", 50).with("Tenant", 50)
+        Self::default().with("Staff", 200).with("Tenant", 50)
     }
 
     fn interval(&self, aggregate_type: &str) -> Option<u64> {
@@ -58,6 +61,7 @@ pub struct PgStore {
     pool: PgPool,
     snapshots: SnapshotPolicy,
     cache: Arc<AggregateCache>,
+    appends: Appends,
 }
 
 /// An aggregate as last seen by this process.
@@ -158,6 +162,16 @@ impl<A: Aggregate> AggregateContext<A> for PgContext<A> {
     }
 }
 
+impl<A> PgContext<A> {
+    /// Records an append that ended at `last`, with or without a snapshot there.
+    fn advance_to(&mut self, last: u64, snapshotted: bool) {
+        self.sequence = last;
+        if snapshotted {
+            self.snapshot_sequence = last;
+        }
+    }
+}
+
 impl<A> Versioned for PgContext<A> {
     fn version(&self) -> u64 {
         self.sequence
@@ -195,7 +209,8 @@ WITH appended AS (
 )
 SELECT sequence, position FROM appended ORDER BY sequence";
 
-/// Two streams' events in one statement, so both are appended or neither.
+/// Two streams' events in one statement, so both are appended or neither, with the snapshots
+/// that fell due (`$8`..`$11`, empty arrays when none did).
 const APPEND_TOGETHER: &str = "
 WITH appended AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -204,6 +219,15 @@ WITH appended AS (
         WITH ORDINALITY AS u(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
     ORDER BY u.n
     RETURNING aggregate_type, aggregate_id, sequence, position
+), due AS (
+    SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[], $11::jsonb[])
+        AS d(aggregate_type, aggregate_id, last_sequence, payload)
+), dropped AS (
+    DELETE FROM snapshots s USING due
+    WHERE s.aggregate_type = due.aggregate_type AND s.aggregate_id = due.aggregate_id
+), snapshot AS (
+    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+    SELECT aggregate_type, aggregate_id, last_sequence, last_sequence, payload FROM due
 )
 SELECT aggregate_type, aggregate_id, sequence, position FROM appended";
 
@@ -283,7 +307,13 @@ impl PgStore {
             pool,
             snapshots,
             cache: Arc::default(),
+            appends: Appends::default(),
         }
+    }
+
+    /// What it signals after each committed append (to wake the relay).
+    pub fn appends(&self) -> &Appends {
+        &self.appends
     }
 
     /// The pool it writes through.
@@ -389,6 +419,32 @@ impl PgStore {
         Ok(context)
     }
 
+    /// Whether the append that ends at `last` should also write a snapshot.
+    fn snapshot_due<A: Aggregate>(&self, context: &PgContext<A>, last: u64) -> bool {
+        self.snapshots
+            .interval(A::TYPE)
+            .is_some_and(|every| last - context.snapshot_sequence >= every)
+    }
+
+    /// The snapshot row an append ending at `last` writes, if one is due; the sink applied the
+    /// events during `handle`, so the aggregate is the post-command state.
+    fn due_snapshot<A: Aggregate>(
+        &self,
+        context: &PgContext<A>,
+        last: u64,
+    ) -> Result<Option<DueSnapshot>, serde_json::Error> {
+        if !self.snapshot_due(context, last) {
+            return Ok(None);
+        }
+        let payload = serde_json::to_value(&context.aggregate)?;
+        Ok(Some(DueSnapshot {
+            aggregate_type: A::TYPE,
+            aggregate_id: context.aggregate_id.clone(),
+            last_sequence: i64::try_from(last).unwrap_or(i64::MAX),
+            payload,
+        }))
+    }
+
     async fn append<A: Aggregate + Clone + 'static>(
         &self,
         events: Vec<A::Event>,
@@ -408,11 +464,10 @@ impl PgStore {
             mut envelopes,
         } = Columns::of(&context.aggregate_id, first, events, &metadata)?;
         let last = first + envelopes.len() as u64 - 1;
-        let snapshot_due = self
-            .snapshots
-            .interval(A::TYPE)
-            .is_some_and(|every| last - context.snapshot_sequence >= every);
-        let query = if snapshot_due {
+        let snapshot = self
+            .due_snapshot(&context, last)
+            .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        let query = if snapshot.is_some() {
             APPEND_WITH_SNAPSHOT
         } else {
             APPEND
@@ -425,13 +480,9 @@ impl PgStore {
             .bind(&versions)
             .bind(&payloads)
             .bind(&metadatas);
-        if snapshot_due {
-            // The sink applied the events during `handle`: the aggregate is the post-command state.
-            let snapshot = serde_json::to_value(&context.aggregate)
-                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-            q = q
-                .bind(i64::try_from(last).unwrap_or(i64::MAX))
-                .bind(snapshot);
+        let snapshotted = snapshot.is_some();
+        if let Some(snapshot) = snapshot {
+            q = q.bind(snapshot.last_sequence).bind(snapshot.payload);
         }
         let positions = match q.fetch_all(&self.pool).await.map_err(map_sqlx) {
             Ok(positions) => positions,
@@ -446,14 +497,20 @@ impl PgStore {
                 .metadata
                 .insert("position".to_owned(), position.to_string());
         }
-        context.sequence = last;
-        if snapshot_due {
-            context.snapshot_sequence = last;
-        }
+        context.advance_to(last, snapshotted);
+        self.appends.committed();
         // Our append proves this is the stream's state: the next command may skip the read.
         self.remember(&context, true);
         Ok(envelopes)
     }
+}
+
+/// A snapshot to write with an append.
+struct DueSnapshot {
+    aggregate_type: &'static str,
+    aggregate_id: String,
+    last_sequence: i64,
+    payload: Value,
 }
 
 /// A failed append as the use cases see it.
@@ -484,6 +541,48 @@ fn stamp<A: Aggregate>(
     }
 }
 
+impl PgStore {
+    /// Runs [`APPEND_TOGETHER`] for two streams' columns and the snapshots due.
+    async fn insert_together<A: Aggregate, B: Aggregate>(
+        &self,
+        (id_a, a): (&str, &Columns<A>),
+        (id_b, b): (&str, &Columns<B>),
+        snapshots: &[DueSnapshot],
+    ) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
+        let repeat = |value: &str, n: usize| vec![value.to_owned(); n];
+        let (n_a, n_b) = (a.sequences.len(), b.sequences.len());
+        sqlx::query_as::<_, (String, String, i64, i64)>(APPEND_TOGETHER)
+            .bind([repeat(A::TYPE, n_a), repeat(B::TYPE, n_b)].concat())
+            .bind([repeat(id_a, n_a), repeat(id_b, n_b)].concat())
+            .bind([a.sequences.as_slice(), b.sequences.as_slice()].concat())
+            .bind([a.types.as_slice(), b.types.as_slice()].concat())
+            .bind([a.versions.as_slice(), b.versions.as_slice()].concat())
+            .bind([a.payloads.as_slice(), b.payloads.as_slice()].concat())
+            .bind([a.metadatas.as_slice(), b.metadatas.as_slice()].concat())
+            .bind(
+                snapshots
+                    .iter()
+                    .map(|s| s.aggregate_type)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                snapshots
+                    .iter()
+                    .map(|s| s.aggregate_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                snapshots
+                    .iter()
+                    .map(|s| s.last_sequence)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(snapshots.iter().map(|s| &s.payload).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+    }
+}
+
 impl<A, B> AppendTogether<A, B> for PgStore
 where
     A: Aggregate + Clone + 'static,
@@ -511,26 +610,21 @@ where
             &meta,
         )
         .map_err(internal)?;
-        let repeat = |value: &str, n: usize| vec![value.to_owned(); n];
-        let types = [
-            repeat(A::TYPE, a.sequences.len()),
-            repeat(B::TYPE, b.sequences.len()),
-        ]
-        .concat();
-        let ids = [
-            repeat(&context_a.aggregate_id, a.sequences.len()),
-            repeat(&context_b.aggregate_id, b.sequences.len()),
-        ]
-        .concat();
-        let rows = sqlx::query_as::<_, (String, String, i64, i64)>(APPEND_TOGETHER)
-            .bind(&types)
-            .bind(&ids)
-            .bind([a.sequences.as_slice(), b.sequences.as_slice()].concat())
-            .bind([a.types.as_slice(), b.types.as_slice()].concat())
-            .bind([a.versions.as_slice(), b.versions.as_slice()].concat())
-            .bind([a.payloads.as_slice(), b.payloads.as_slice()].concat())
-            .bind([a.metadatas.as_slice(), b.metadatas.as_slice()].concat())
-            .fetch_all(&self.pool)
+        let last_a = context_a.sequence + a.sequences.len() as u64;
+        let last_b = context_b.sequence + b.sequences.len() as u64;
+        let unreadable = |e: serde_json::Error| CommandError::Internal(format!("snapshot: {e}"));
+        let (snapshot_a, snapshot_b) = (
+            self.due_snapshot(&context_a, last_a).map_err(unreadable)?,
+            self.due_snapshot(&context_b, last_b).map_err(unreadable)?,
+        );
+        let (snapshotted_a, snapshotted_b) = (snapshot_a.is_some(), snapshot_b.is_some());
+        let snapshots: Vec<DueSnapshot> = snapshot_a.into_iter().chain(snapshot_b).collect();
+        let rows = self
+            .insert_together(
+                (&context_a.aggregate_id, &a),
+                (&context_b.aggregate_id, &b),
+                &snapshots,
+            )
             .await;
         let rows = match rows {
             Ok(rows) => rows,
@@ -540,6 +634,7 @@ where
                 return Err(command_error(e));
             }
         };
+        self.appends.committed();
         let positions: HashMap<_, _> = rows
             .into_iter()
             .map(|(t, i, seq, pos)| ((t, i, seq), pos))
@@ -547,8 +642,8 @@ where
         let (mut envelopes_a, mut envelopes_b) = (a.envelopes, b.envelopes);
         stamp(&mut envelopes_a, &positions);
         stamp(&mut envelopes_b, &positions);
-        context_a.sequence += envelopes_a.len() as u64;
-        context_b.sequence += envelopes_b.len() as u64;
+        context_a.advance_to(last_a, snapshotted_a);
+        context_b.advance_to(last_b, snapshotted_b);
         self.remember(&context_a, true);
         self.remember(&context_b, true);
         Ok((envelopes_a, envelopes_b))

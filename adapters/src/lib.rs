@@ -5,18 +5,21 @@
 //!
 //! * [`event_store`]: `cqrs_es::EventStore` over postgres-es's tables, with snapshots that
 //!   equal the fold and a global position per event.
-//! * [`relay`]: the gap-safe tail of the events table that publishes to stream `EVENTS`.
+//! * [`relay`]: the gap-safe tail of the events table that publishes to stream `EVENTS`;
+//!   [`appends`] wakes it when events were appended.
 //! * [`directory`]: cross-aggregate look-ups for the write side.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
 
 pub mod api_keys;
+pub mod appends;
 pub mod directory;
 pub mod event_store;
 pub mod idempotency;
 pub mod relay;
 
 pub use api_keys::{ApiKeys, NewApiKey};
+pub use appends::Appends;
 pub use directory::PgDirectory;
 pub use event_store::{PgStore, SnapshotPolicy};
 pub use idempotency::{Claim, Idempotency};

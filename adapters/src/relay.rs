@@ -26,8 +26,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Connection, PgConnection, Row as _};
 use tokio::sync::watch;
 
-/// The channel `events` inserts notify on.
-pub const NOTIFY_CHANNEL: &str = "bookingd_events";
+use crate::appends::{Appends, NOTIFY_CHANNEL};
 
 /// The advisory lock key that elects the relay leader ("bkrelay!" as an integer).
 const LEADER_LOCK: i64 = 0x626b_7265_6c61_7921;
@@ -41,6 +40,9 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How often to look for events when no notification arrives.
     pub poll_interval: Duration,
+    /// How long to let appends gather after a wake-up before reading them: one round then
+    /// carries many commits' events instead of one each.
+    pub gather: Duration,
     /// JetStream drops a repeated `Nats-Msg-Id` within this window.
     pub duplicate_window: Duration,
     /// Pause after a failed round before the next one.
@@ -53,6 +55,7 @@ impl Default for RelayConfig {
             stream: "EVENTS".to_owned(),
             batch: 1000,
             poll_interval: Duration::from_millis(500),
+            gather: Duration::from_millis(4),
             duplicate_window: Duration::from_secs(15 * 60),
             retry_backoff: Duration::from_millis(500),
         }
@@ -98,6 +101,11 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     config: &RelayConfig,
 ) -> Result<bool, RelayError> {
+    // The server's version is known once the connection is up (it may still be connecting).
+    js.client()
+        .flush()
+        .await
+        .map_err(|e| RelayError::Stream(e.to_string()))?;
     let atomic = supports_atomic_batches(js);
     js.create_or_update_stream(stream_config(config, atomic))
         .await
@@ -317,6 +325,7 @@ pub struct Relay {
     js: jetstream::Context,
     config: RelayConfig,
     observer: Option<LagObserver>,
+    local: Option<Appends>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -335,7 +344,14 @@ impl Relay {
             js,
             config,
             observer: None,
+            local: None,
         }
+    }
+
+    /// Wakes on this process's own appends directly, without waiting for their NOTIFY.
+    pub fn with_local_appends(mut self, appends: &Appends) -> Self {
+        self.local = Some(appends.clone());
+        self
     }
 
     /// Reports each event's commit-to-PubAck time to `observer`.
@@ -384,7 +400,13 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let mut lease = Lease::take(conn, atomic).await?;
+        if let Some(local) = &self.local {
+            local.set_leading_here(true);
+        }
         let result = self.lead(&mut lease, &mut listener, shutdown).await;
+        if let Some(local) = &self.local {
+            local.set_leading_here(false);
+        }
         // Closing the connection releases the lock at once for a standby.
         let _ = lease.conn.close().await;
         result
@@ -396,13 +418,29 @@ impl Relay {
         listener: &mut PgListener,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
+        let mut local = self.local.as_ref().map(Appends::subscribe);
         loop {
-            // Drain: publish until a round finds nothing.
-            while self.round(lease).await? > 0 {}
+            if let Some(local) = local.as_mut() {
+                local.mark_unchanged();
+            }
+            // A full round means a backlog: keep going. A partial one has caught up with the
+            // horizon; what committed since has signalled and is picked up after the wait.
+            while self.round(lease).await? >= self.batch_len() {}
             if *shutdown.borrow() {
                 return Ok(());
             }
+            let appended_here = async {
+                match local.as_mut() {
+                    Some(local) => {
+                        if local.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = appended_here => {}
                 notification = listener.recv() => { notification?; }
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = shutdown.changed() => {
@@ -411,7 +449,12 @@ impl Relay {
                     return Ok(());
                 }
             }
+            tokio::time::sleep(self.config.gather).await;
         }
+    }
+
+    fn batch_len(&self) -> usize {
+        usize::try_from(self.config.batch).unwrap_or(usize::MAX)
     }
 
     /// Publishes the next batch after the cursor and advances it; returns how many.
@@ -421,17 +464,20 @@ impl Relay {
              WHERE (tx_id, position) > ($1::xid8, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY tx_id, position LIMIT $3"
         );
+        let started = std::time::Instant::now();
         let rows = sqlx::query(&sql)
             .bind(&lease.tx_id)
             .bind(lease.position)
             .bind(self.config.batch)
             .fetch_all(&mut lease.conn)
             .await?;
+        let read = started.elapsed();
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let Some(last) = rows.last() else {
             return Ok(0);
         };
         publish_all(&self.js, lease.atomic, &rows, self.observer.as_ref()).await?;
+        let published = started.elapsed();
         sqlx::query(
             "UPDATE relay_checkpoint SET last_tx_id = $1::xid8, last_position = $2, published = published + $3, updated_at = now()
              WHERE name = 'relay'",
@@ -443,7 +489,14 @@ impl Relay {
         .await?;
         lease.tx_id.clone_from(&last.tx_id);
         lease.position = last.position;
-        tracing::debug!(count = rows.len(), position = last.position, "published");
+        tracing::debug!(
+            count = rows.len(),
+            position = last.position,
+            read_us = read.as_micros(),
+            publish_us = (published - read).as_micros(),
+            checkpoint_us = (started.elapsed() - published).as_micros(),
+            "published"
+        );
         Ok(rows.len())
     }
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use adapters::{
-    ApiKeys, Idempotency, MIGRATOR, PgDirectory, PgStore, Relay, RelayConfig, SnapshotPolicy,
+    ApiKeys, Appends, Idempotency, MIGRATOR, PgDirectory, PgStore, Relay, RelayConfig,
+    SnapshotPolicy,
 };
 use anyhow::Context;
 use axum::Router;
@@ -88,7 +89,91 @@ async fn openapi() -> axum::Json<Value> {
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    relay: Option<Relay>,
+    relay: Option<RelayThread>,
+    /// Where appends are announced to the relays of other instances.
+    announcer: (PgPool, Appends),
+}
+
+/// What the relay needs to run on a thread of its own.
+///
+/// The relay gets its own OS thread, runtime, connections and NATS client so that a saturated
+/// HTTP side cannot starve it: as one task among hundreds it would wait behind every request
+/// for each wake-up, and the stream would fall ever further behind the store under load.
+struct RelayThread {
+    database: DatabaseConfig,
+    nats_url: String,
+    appends: Appends,
+    observer: Option<adapters::relay::LagObserver>,
+}
+
+impl std::fmt::Debug for RelayThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayThread").finish_non_exhaustive()
+    }
+}
+
+/// The relay's connections: the lease, the listener and a spare.
+const RELAY_CONNECTIONS: u32 = 3;
+
+impl RelayThread {
+    /// Starts the relay thread; it stops when `stopped` turns true.
+    fn spawn(self, stopped: watch::Receiver<bool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("bookingd-relay".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the relay's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(self.run(stopped));
+            })
+    }
+
+    async fn run(self, stopped: watch::Receiver<bool>) {
+        let database = DatabaseConfig {
+            db_pool_size: RELAY_CONNECTIONS,
+            ..self.database
+        };
+        let pool = loop {
+            match connect_database(&database).await {
+                Ok(pool) => break pool,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay cannot reach Postgres; retrying");
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let nats = match async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.nats_url.as_str())
+            .await
+        {
+            Ok(nats) => nats,
+            Err(e) => {
+                tracing::error!(error = %e, "relay cannot use NATS_URL");
+                return;
+            }
+        };
+        let mut relay = Relay::new(
+            pool,
+            async_nats::jetstream::new(nats),
+            RelayConfig::default(),
+        )
+        .with_local_appends(&self.appends);
+        if let Some(observer) = self.observer {
+            relay = relay.with_lag_observer(observer);
+        }
+        relay.run(stopped).await;
+    }
 }
 
 impl Application {
@@ -111,13 +196,14 @@ impl Application {
                 ..CommandConfig::default()
             },
         );
-        let relay = config.relay.then(|| {
-            Relay::new(
-                pool.clone(),
-                async_nats::jetstream::new(nats.clone()),
-                RelayConfig::default(),
-            )
+        let appends = commands.store().appends().clone();
+        let relay = config.relay.then(|| RelayThread {
+            database: config.database.clone(),
+            nats_url: config.nats.nats_url.clone(),
+            appends: appends.clone(),
+            observer: None,
         });
+        let announcer = (pool.clone(), appends);
         let state = AppState(Arc::new(Shared {
             commands,
             keys: ApiKeys::new(pool.clone()),
@@ -134,12 +220,15 @@ impl Application {
             listener,
             router: app_router(state),
             relay,
+            announcer,
         })
     }
 
     /// Reports each event's commit-to-PubAck time (for metrics and the benchmark).
     pub fn with_relay_lag_observer(mut self, observer: adapters::relay::LagObserver) -> Self {
-        self.relay = self.relay.map(|r| r.with_lag_observer(observer));
+        if let Some(relay) = self.relay.as_mut() {
+            relay.observer = Some(observer);
+        }
         self
     }
 
@@ -156,19 +245,30 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "bookingd listening");
         let (stop, stopped) = watch::channel(false);
-        let relay = self.relay.map(|relay| tokio::spawn(relay.run(stopped)));
+        let (pool, appends) = self.announcer;
+        tokio::spawn(adapters::appends::announce(pool, appends, stopped.clone()));
+        let relay = match self.relay {
+            Some(relay) => Some(
+                relay
+                    .spawn(stopped)
+                    .context("cannot start the relay thread")?,
+            ),
+            None => None,
+        };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop.send(true);
             })
             .await?;
-        if let Some(relay) = relay
-            && tokio::time::timeout(Duration::from_secs(10), relay)
+        if let Some(relay) = relay {
+            let joined = tokio::task::spawn_blocking(move || relay.join());
+            if tokio::time::timeout(Duration::from_secs(10), joined)
                 .await
                 .is_err()
-        {
-            tracing::warn!("relay did not stop within 10 s");
+            {
+                tracing::warn!("relay did not stop within 10 s");
+            }
         }
         Ok(())
     }

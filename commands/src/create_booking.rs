@@ -64,8 +64,9 @@ struct Placement<'t> {
 }
 
 impl<S: Store> Commands<S> {
-    /// Books an appointment: hold the slot on a staff calendar, then create the booking and turn
-    /// the hold into a reservation in one transaction.
+    /// Books an appointment: holds the slot on a staff calendar, creates the booking and turns
+    /// the hold into a reservation, all in one transaction. Without a named staff member, the
+    /// qualified ones are tried in turn until one has the slot free.
     #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
     pub async fn create_booking(
         &self,
@@ -93,44 +94,36 @@ impl<S: Store> Commands<S> {
                     .await?
             }
         };
-        let (staff_id, held_at) = self
-            .hold_first_free(
-                &candidates,
-                input.staff_id.is_some(),
-                booking_id,
-                &placement,
-                meta,
-            )
-            .await?;
-        // The id was generated for this request: its stream is new, no need to read it.
-        self.store.assume_new::<Booking>(&booking_id.to_string());
-        let created = if input.hold_only {
-            self.run_booking(booking_id, make(staff_id), meta).await
-        } else {
-            // The booking and its reservation commit together: no crash can leave a confirmed
-            // booking whose slot is only held.
-            let confirm = StaffCommand::ConfirmReservation {
-                booking_id,
-                start: placement.appointment.start,
-                now: meta.now,
-            };
-            self.run_booking_and_staff((booking_id, make(staff_id)), (staff_id, confirm), meta)
-                .await
-                .map(|(booking, reserved)| Outcome {
-                    position: max_position(booking.position, reserved.position),
-                    ..booking
-                })
-        };
-        match created {
-            Ok(created) => Ok(Outcome {
-                position: max_position(held_at, created.position),
-                ..created
-            }),
-            Err(e) => {
-                self.release_quietly(staff_id, booking_id, meta).await;
-                Err(e)
+        let named = input.staff_id.is_some();
+        let calendar =
+            calendar_commands(booking_id, &input, &placement, meta, self.config.hold_ttl);
+        for staff_id in candidates {
+            // The id was generated for this request: its stream is new, no need to read it.
+            self.store.assume_new::<Booking>(&booking_id.to_string());
+            let placed = self
+                .run_booking_and_staff((booking_id, make(staff_id)), (staff_id, &calendar), meta)
+                .await;
+            match placed {
+                Ok((booking, staff)) => {
+                    return Ok(Outcome {
+                        position: max_position(booking.position, staff.position),
+                        ..booking
+                    });
+                }
+                Err(e) if named => return Err(e),
+                Err(
+                    CommandError::Staff(
+                        StaffError::SlotUnavailable
+                        | StaffError::NotQualified(_)
+                        | StaffError::OutsideSchedule
+                        | StaffError::Inactive,
+                    )
+                    | CommandError::NotFound(_),
+                ) => {}
+                Err(e) => return Err(e),
             }
         }
+        Err(CommandError::NoStaffAvailable)
     }
 
     /// Derives the appointment and checks it: timing first (notice, advance, duration), then
@@ -174,59 +167,36 @@ impl<S: Store> Commands<S> {
         let made = self.directory.bookings_since(meta.tenant_id, since).await?;
         Ok(check_monthly_limit(tenant.plan, made)?)
     }
+}
 
-    /// Holds the slot with the first candidate that can take it. A named staff member's
-    /// refusal is the answer; otherwise the next candidate is tried.
-    async fn hold_first_free(
-        &self,
-        candidates: &[StaffId],
-        named: bool,
-        booking_id: BookingId,
-        placement: &Placement<'_>,
-        meta: &CommandMeta,
-    ) -> Result<(StaffId, Option<i64>), CommandError> {
-        let hold = StaffCommand::HoldSlot {
-            booking_id,
-            service_id: placement.service.id,
-            appointment: placement.appointment,
-            buffer_before_minutes: placement.service.buffer_before_minutes,
-            buffer_after_minutes: placement.service.buffer_after_minutes,
-            expires_at: meta.now + self.config.hold_ttl,
-            now: meta.now,
-        };
-        for &staff_id in candidates {
-            match self.run_staff(staff_id, hold.clone(), meta).await {
-                Ok(outcome) => return Ok((staff_id, outcome.position)),
-                Err(e) if named => return Err(e),
-                Err(
-                    CommandError::Staff(
-                        StaffError::SlotUnavailable
-                        | StaffError::NotQualified(_)
-                        | StaffError::OutsideSchedule
-                        | StaffError::Inactive,
-                    )
-                    | CommandError::NotFound(_),
-                ) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(CommandError::NoStaffAvailable)
+/// The calendar side of a placement: hold the slot and, unless the caller only wants a hold,
+/// turn it into a reservation at once. Both are decided in turn on the staff member's calendar
+/// and committed with the booking, so no crash can leave one without the other.
+fn calendar_commands(
+    booking_id: BookingId,
+    input: &CreateBookingInput,
+    placement: &Placement<'_>,
+    meta: &CommandMeta,
+    hold_ttl: chrono::Duration,
+) -> Vec<StaffCommand> {
+    let hold = StaffCommand::HoldSlot {
+        booking_id,
+        service_id: placement.service.id,
+        appointment: placement.appointment,
+        buffer_before_minutes: placement.service.buffer_before_minutes,
+        buffer_after_minutes: placement.service.buffer_after_minutes,
+        expires_at: meta.now + hold_ttl,
+        now: meta.now,
+    };
+    if input.hold_only {
+        return vec![hold];
     }
-
-    /// Frees a booking's slots after a failed step; failures here only delay the hold's lapse.
-    pub(crate) async fn release_quietly(
-        &self,
-        staff_id: StaffId,
-        booking_id: BookingId,
-        meta: &CommandMeta,
-    ) {
-        if let Err(e) = self
-            .run_staff(staff_id, StaffCommand::ReleaseSlot { booking_id }, meta)
-            .await
-        {
-            tracing::warn!(error = %e, %booking_id, "could not release the hold; it will lapse");
-        }
-    }
+    let reserve = StaffCommand::ConfirmReservation {
+        booking_id,
+        start: placement.appointment.start,
+        now: meta.now,
+    };
+    vec![hold, reserve]
 }
 
 /// The CreateBooking command for a chosen staff member.

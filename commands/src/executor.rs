@@ -2,7 +2,7 @@ use std::hash::{BuildHasher, Hash};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
 use domain::values::TenantId;
 use domain::{Booking, BookingError, Staff, StaffError, Tenant, TenantError};
@@ -60,19 +60,29 @@ pub struct Outcome<A> {
 
 /// Serializes commands on one aggregate within this process, so local contenders queue
 /// instead of losing optimistic-concurrency races; other processes are still caught by the
-/// store's conflict check.
+/// store's conflict check. It also bounds how many commands talk to the database at once:
+/// beyond a few per core, more only makes every one of them slower, so the rest wait their
+/// turn in arrival order.
 #[derive(Debug)]
 pub(crate) struct StripedLocks {
     stripes: Vec<Mutex<()>>,
     hasher: std::hash::RandomState,
+    running: Semaphore,
 }
 
 impl StripedLocks {
-    pub(crate) fn new(stripes: usize) -> Self {
+    pub(crate) fn new(stripes: usize, concurrent: usize) -> Self {
         Self {
             stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
             hasher: std::hash::RandomState::new(),
+            running: Semaphore::new(concurrent.max(1)),
         }
+    }
+
+    /// Waits for a free slot among the commands running at once (after the aggregate's lock,
+    /// so a command queued behind its own aggregate holds no slot).
+    async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        self.running.acquire().await.ok()
     }
 
     fn index(&self, key: impl Hash) -> usize {
@@ -211,9 +221,10 @@ where
     S::AC: Versioned,
 {
     let _local = locks.lock((A::TYPE, id)).await;
+    let _turn = locks.turn().await;
     for attempt in 1..=attempts.max(1) {
         let Some((mut context, events, version)) =
-            decide_side::<A, S>(store, id, command, meta).await?
+            decide_side::<A, S>(store, id, std::slice::from_ref(command), meta).await?
         else {
             continue;
         };
@@ -246,12 +257,13 @@ where
 /// A loaded aggregate's context, the events decided on it, and its version before them.
 type Side<A, S> = (<S as EventStore<A>>::AC, Vec<<A as Aggregate>::Event>, u64);
 
-/// Loads and decides. `Ok(None)` means the state was trusted from the cache and produced a
-/// refusal or a no-op: only an append proves a trusted state current, so it is read again.
+/// Loads and decides `commands` in turn, each on the state the previous ones left; one
+/// refusal refuses them all. `Ok(None)` means the state was trusted from the cache and produced
+/// a refusal or a no-op: only an append proves a trusted state current, so it is read again.
 async fn decide_side<A, S>(
     store: &S,
     id: &str,
-    command: &A::Command,
+    commands: &[A::Command],
     meta: &CommandMeta,
 ) -> Result<Option<Side<A, S>>, CommandError>
 where
@@ -265,8 +277,17 @@ where
     let version = context.version();
     let verified = context.is_verified();
     let sink = EventSink::default();
-    let decided = if context.aggregate().open_to(meta.tenant_id) {
-        context
+    let mut decided = if context.aggregate().open_to(meta.tenant_id) {
+        Ok(())
+    } else {
+        Err(CommandError::NotFound(A::NAME))
+    };
+    for command in commands {
+        if decided.is_err() {
+            break;
+        }
+        // The sink applies each event as it is written, so the next command sees it.
+        decided = context
             .aggregate()
             .handle(command.clone(), &(), &sink)
             .await
@@ -276,10 +297,8 @@ where
                 } else {
                     e.into()
                 }
-            })
-    } else {
-        Err(CommandError::NotFound(A::NAME))
-    };
+            });
+    }
     let events = sink.collect().await;
     if !verified && (decided.is_err() || events.is_empty()) {
         store.distrust(A::TYPE, id);
@@ -289,14 +308,14 @@ where
     Ok(Some((context, events, version)))
 }
 
-/// Decides a command on each of two streams and appends both in one transaction, deciding
+/// Decides commands on each of two streams and appends both in one transaction, deciding
 /// both again when either stream moved on meanwhile.
 pub(crate) async fn execute_together<A, B, S>(
     store: &S,
     locks: &StripedLocks,
     attempts: u32,
-    (id_a, command_a): (&str, &A::Command),
-    (id_b, command_b): (&str, &B::Command),
+    (id_a, commands_a): (&str, &[A::Command]),
+    (id_b, commands_b): (&str, &[B::Command]),
     meta: &CommandMeta,
 ) -> Result<(Outcome<A>, Outcome<B>), CommandError>
 where
@@ -311,14 +330,15 @@ where
     <S as EventStore<B>>::AC: Versioned,
 {
     let _local = locks.lock_two((A::TYPE, id_a), (B::TYPE, id_b)).await;
+    let _turn = locks.turn().await;
     for attempt in 1..=attempts.max(1) {
         let Some((mut context_a, events_a, version_a)) =
-            decide_side::<A, S>(store, id_a, command_a, meta).await?
+            decide_side::<A, S>(store, id_a, commands_a, meta).await?
         else {
             continue;
         };
         let Some((mut context_b, events_b, version_b)) =
-            decide_side::<B, S>(store, id_b, command_b, meta).await?
+            decide_side::<B, S>(store, id_b, commands_b, meta).await?
         else {
             continue;
         };

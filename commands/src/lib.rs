@@ -9,9 +9,10 @@
 //! * `executor.rs`: load → decide → append, retried on optimistic-concurrency conflicts.
 //! * `metadata.rs`, `auth.rs`, `ports.rs`, `error.rs`: what every use case shares.
 //!
-//! The booking flow spans two aggregates: the slot is held on the Staff calendar, then the
-//! Booking is created and the hold becomes a reservation in one transaction. A crash after the
-//! hold leaves a hold that lapses by itself, never a double booking.
+//! The booking flow spans two aggregates: the slot is held on the Staff calendar, the Booking
+//! is created and the hold becomes a reservation, and all three events commit in one
+//! transaction. A hold taken on its own (`hold_only`, for a caller still deciding) lapses by
+//! itself when it is never confirmed; nothing can leave a double booking.
 #![warn(missing_docs)]
 
 mod auth;
@@ -86,6 +87,8 @@ pub struct CommandConfig {
     pub max_advance_days: u32,
     /// How often a command is decided again after losing a concurrency race.
     pub max_attempts: u32,
+    /// How many commands may talk to the database at once; the others wait in turn.
+    pub concurrent_commands: usize,
 }
 
 impl Default for CommandConfig {
@@ -94,6 +97,7 @@ impl Default for CommandConfig {
             hold_ttl: chrono::Duration::seconds(300),
             max_advance_days: 90,
             max_attempts: 20,
+            concurrent_commands: 4,
         }
     }
 }
@@ -113,7 +117,7 @@ impl<S: Store> Commands<S> {
         Self {
             store,
             directory,
-            locks: StripedLocks::new(1024),
+            locks: StripedLocks::new(1024, config.concurrent_commands),
             config,
         }
     }
@@ -121,6 +125,11 @@ impl<S: Store> Commands<S> {
     /// The configuration in force.
     pub fn config(&self) -> &CommandConfig {
         &self.config
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// The tenant's current state, or NotFound.
@@ -178,11 +187,11 @@ impl<S: Store> Commands<S> {
         executor::execute::<A, S>(&self.store, &self.locks, attempts, &id, &command, meta).await
     }
 
-    /// A Booking command and a Staff command, appended in one transaction.
+    /// A Booking command and Staff commands (decided in turn), appended in one transaction.
     async fn run_booking_and_staff(
         &self,
         (booking_id, booking_command): (BookingId, BookingCommand),
-        (staff_id, staff_command): (StaffId, StaffCommand),
+        (staff_id, staff_commands): (StaffId, &[StaffCommand]),
         meta: &CommandMeta,
     ) -> Result<(Outcome<Booking>, Outcome<Staff>), CommandError> {
         let (booking, staff) = (booking_id.to_string(), staff_id.to_string());
@@ -190,8 +199,8 @@ impl<S: Store> Commands<S> {
             &self.store,
             &self.locks,
             self.config.max_attempts,
-            (&booking, &booking_command),
-            (&staff, &staff_command),
+            (&booking, std::slice::from_ref(&booking_command)),
+            (&staff, staff_commands),
             meta,
         )
         .await

@@ -307,9 +307,9 @@ async fn the_booking_flow_stores_holds_bookings_and_reservations(pool: PgPool) {
     log.expect(
         "create",
         &[
-            "Staff:SlotHeld",
             "Booking:BookingCreated",
             "Booking:BookingConfirmed",
+            "Staff:SlotHeld",
             "Staff:ReservationConfirmed",
         ],
     )
@@ -405,7 +405,7 @@ async fn the_booking_flow_stores_holds_bookings_and_reservations(pool: PgPool) {
         (StatusCode::CREATED, Some("held"))
     );
     let held_id = id(&body);
-    log.expect("hold only", &["Staff:SlotHeld", "Booking:BookingCreated"])
+    log.expect("hold only", &["Booking:BookingCreated", "Staff:SlotHeld"])
         .await;
     let (status, body) = app
         .post(

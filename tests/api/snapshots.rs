@@ -14,8 +14,9 @@ async fn a_staff_member_loaded_through_a_snapshot_equals_the_fold_of_all_events(
     let app = TestApp::spawn(pool.clone()).await;
     let salon = app.seed_salon("Salon", "professional").await;
     let staff = salon.staff_ids[0].clone();
-    // 36 bookings of one staff member (two events each on the staff stream), some cancelled.
-    for day in 1..=3 {
+    // 121 bookings of one staff member (SlotHeld and ReservationConfirmed on the staff stream),
+    // some cancelled (SlotReleased): past the snapshot interval of 200 events.
+    for day in 1..=11 {
         for hour in [8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19] {
             let (status, body) = app
                 .post(
@@ -51,6 +52,14 @@ async fn a_staff_member_loaded_through_a_snapshot_equals_the_fold_of_all_events(
     .await
     .unwrap();
     let snapshot_at = snapshot_at.expect("no snapshot was taken");
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM snapshots WHERE aggregate_type = 'Staff' AND aggregate_id = $1",
+    )
+    .bind(&staff)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, 1, "a new snapshot replaces the old one");
     assert!(
         snapshot_at < events,
         "events after the snapshot must be folded on top of it"

@@ -377,7 +377,7 @@ async fn bookings(
 async fn relay_caught_up(pool: &PgPool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM events e, relay_checkpoint c WHERE c.name = 'relay' AND e.position > c.last_position")
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM events e, relay_checkpoint c WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)")
             .fetch_one(pool)
             .await
             .unwrap_or(1);
