@@ -7,6 +7,8 @@
 //!   equal the fold and a global position per event.
 //! * [`relay`]: the gap-safe tail of the events table that publishes to stream `EVENTS`;
 //!   [`appends`] wakes it when events were appended.
+//! * [`projection_worker`]: a durable JetStream consumer per projection, feeding
+//!   `projections::runner`, parking what keeps failing.
 //! * [`directory`]: cross-aggregate look-ups for the write side.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
@@ -16,6 +18,7 @@ pub mod appends;
 pub mod directory;
 pub mod event_store;
 pub mod idempotency;
+pub mod projection_worker;
 pub mod relay;
 
 pub use api_keys::{ApiKeys, NewApiKey};
@@ -23,6 +26,7 @@ pub use appends::Appends;
 pub use directory::PgDirectory;
 pub use event_store::{PgStore, SnapshotPolicy};
 pub use idempotency::{Claim, Idempotency};
+pub use projection_worker::{ProjectionWorker, WorkerConfig};
 pub use relay::{Relay, RelayConfig};
 
 /// The schema, applied by `bookingd migrate` and at start.

@@ -10,7 +10,8 @@ use domain::values::{Plan, TenantId};
 use uuid::Uuid;
 
 use crate::config::{
-    ApiKeyCommand, Cli, Command, DatabaseConfig, LogFormat, NatsConfig, RelayCommand, TenantCommand,
+    ApiKeyCommand, Cli, Command, DatabaseConfig, DeadLettersCommand, LogFormat, NatsConfig,
+    RelayCommand, TenantCommand,
 };
 use crate::startup::{
     Application, build_commands, connect_database, install_crypto_provider, shutdown_signal,
@@ -55,7 +56,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             nats,
             from,
         }) => republish(&database, &nats, from).await,
+        Command::Deadletters(command) => dead_letters(command).await,
     }
+}
+
+async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
+    use projections::dead_letters;
+    match command {
+        DeadLettersCommand::List {
+            database,
+            projection,
+        } => {
+            let pool = connect_database(&database).await?;
+            let letters = dead_letters::list(&pool, projection.as_deref()).await?;
+            for l in &letters {
+                say(format_args!(
+                    "{} {} position {} {} {}:{} #{} tries {} parked {}: {}",
+                    l.projection,
+                    l.event_id,
+                    l.position,
+                    l.event_type,
+                    l.aggregate_type,
+                    l.aggregate_id,
+                    l.sequence,
+                    l.attempts,
+                    l.parked_at.to_rfc3339(),
+                    l.error
+                ));
+            }
+            say(format_args!("{} parked", letters.len()));
+        }
+        DeadLettersCommand::Retry {
+            database,
+            projection,
+        } => {
+            let pool = connect_database(&database).await?;
+            let retried = match projection.as_str() {
+                "bookings" => dead_letters::retry(&pool, &projections::Bookings).await?,
+                other => anyhow::bail!("no projection named {other:?} (known: bookings)"),
+            };
+            say(format_args!(
+                "{} applied, {} still parked",
+                retried.applied, retried.still_parked
+            ));
+        }
+        DeadLettersCommand::Skip {
+            database,
+            projection,
+            event_id,
+        } => {
+            let pool = connect_database(&database).await?;
+            if !dead_letters::skip(&pool, &projection, &event_id).await? {
+                anyhow::bail!("no event {event_id} is parked for {projection}");
+            }
+            say(format_args!("skipped {event_id} for {projection}"));
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(database: &DatabaseConfig) -> anyhow::Result<()> {

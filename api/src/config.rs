@@ -33,6 +33,9 @@ pub enum Command {
     /// Relay maintenance.
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Events a projection gave up on.
+    #[command(subcommand)]
+    Deadletters(DeadLettersCommand),
 }
 
 /// Where the event store lives.
@@ -83,6 +86,10 @@ pub struct ServeConfig {
     /// Whether this process takes part in the relay election (one leader publishes).
     #[arg(long, env = "BOOKINGD_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay: bool,
+    /// Whether this process runs projection workers (they share each projection's consumer
+    /// with the other instances).
+    #[arg(long, env = "BOOKINGD_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub projections: bool,
     /// `pretty` for development, `json` for production.
     #[arg(long, env = "BOOKINGD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -159,5 +166,37 @@ pub enum RelayCommand {
         /// First position to publish.
         #[arg(long, default_value_t = 0)]
         from: i64,
+    },
+}
+
+/// `bookingd deadletters …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Lists the parked events, in store order.
+    List {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Applies a projection's parked events again (after the fault is fixed).
+    Retry {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The projection (`bookings`).
+        projection: String,
+    },
+    /// Gives one parked event up, so that the events after it can be applied.
+    Skip {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The projection (`bookings`).
+        projection: String,
+        /// The parked event's id.
+        event_id: String,
     },
 }

@@ -1,7 +1,7 @@
 //! The one place errors become HTTP: the error envelope of the original design, its codes,
 //! and our own JSON and path extractors so that axum's rejections use the envelope too.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -147,6 +147,16 @@ impl ApiError {
             "a dependency is unavailable; retry shortly",
         )
         .with_details(json!({ "retry_after": 1 }))
+    }
+
+    /// 503 SERVICE_UNAVAILABLE: a read model has not caught up with a command's position yet.
+    pub fn behind(position: i64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::ServiceUnavailable,
+            format!("the read model has not reached position {position} yet; retry shortly"),
+        )
+        .with_details(json!({ "retry_after": 1, "min_position": position }))
     }
 
     /// 500, with nothing internal in the body; the cause is logged here, once.
@@ -308,6 +318,16 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::ValidationFailed,
+            rejection.body_text(),
+        )
+    }
+}
+
 /// `axum::Json` whose rejections use the envelope.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -317,6 +337,11 @@ pub struct Json<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` whose rejections use the envelope.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
 
 /// 404 for unknown routes.
 pub async fn route_not_found() -> ApiError {

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consistency;
 pub mod demo;
 pub mod error;
 pub mod idempotency;

@@ -120,6 +120,39 @@ impl Doc {
     }
 }
 
+impl Doc {
+    /// Documents `T`'s fields as the query parameters of an operation added before.
+    fn query<T: JsonSchema>(&mut self, path: &str, method: &str) {
+        let schema = self.generator.root_schema_for::<T>();
+        let required: Vec<Value> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let properties = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let parameters = properties.into_iter().map(|(name, mut schema)| {
+            let description = schema.as_object_mut().and_then(|o| o.remove("description"));
+            let mut parameter = json!({
+                "name": name,
+                "in": "query",
+                "required": required.contains(&Value::String(name.clone())),
+                "schema": schema,
+            });
+            if let Some(description) = description {
+                parameter["description"] = description;
+            }
+            parameter
+        });
+        if let Some(list) = self.paths[path][method]["parameters"].as_array_mut() {
+            list.extend(parameters);
+        }
+    }
+}
+
 fn mcp(path: &str) -> String {
     format!("/api/v2/mcp{path}")
 }
@@ -465,6 +498,17 @@ pub fn document() -> Value {
         "201",
         Data<BookingView>
     );
+    op!(
+        "get",
+        mcp("/bookings"),
+        "bookings",
+        "Bookings from the read model: filtered, in start order, paged",
+        None,
+        none,
+        "200",
+        crate::routes::bookings::BookingPage
+    );
+    d.query::<crate::routes::bookings::ListBookingsQuery>(&mcp("/bookings"), "get");
     op!(
         "get",
         mcp("/bookings/{booking_id}"),

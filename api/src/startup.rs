@@ -7,8 +7,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use adapters::{
-    ApiKeys, Appends, Idempotency, MIGRATOR, PgDirectory, PgStore, Relay, RelayConfig,
-    SnapshotPolicy,
+    ApiKeys, Appends, Idempotency, MIGRATOR, PgDirectory, PgStore, ProjectionWorker, Relay,
+    RelayConfig, SnapshotPolicy, WorkerConfig,
 };
 use anyhow::Context;
 use axum::Router;
@@ -16,6 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use commands::{CommandConfig, Commands};
+use projections::Bookings;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -92,6 +93,8 @@ pub struct Application {
     relay: Option<RelayThread>,
     /// Where appends are announced to the relays of other instances.
     announcer: (PgPool, Appends),
+    /// The projection workers, when this process runs them.
+    projections: Option<ProjectionWorker<Bookings>>,
 }
 
 /// What the relay needs to run on a thread of its own.
@@ -204,6 +207,14 @@ impl Application {
             observer: None,
         });
         let announcer = (pool.clone(), appends);
+        let projections = config.projections.then(|| {
+            ProjectionWorker::new(
+                pool.clone(),
+                async_nats::jetstream::new(nats.clone()),
+                Bookings,
+                WorkerConfig::default(),
+            )
+        });
         let state = AppState(Arc::new(Shared {
             commands,
             keys: ApiKeys::new(pool.clone()),
@@ -221,6 +232,7 @@ impl Application {
             router: app_router(state),
             relay,
             announcer,
+            projections,
         })
     }
 
@@ -247,6 +259,9 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let (pool, appends) = self.announcer;
         tokio::spawn(adapters::appends::announce(pool, appends, stopped.clone()));
+        let workers = self
+            .projections
+            .map(|worker| tokio::spawn(worker.run(stopped.clone())));
         let relay = match self.relay {
             Some(relay) => Some(
                 relay
@@ -261,6 +276,9 @@ impl Application {
                 let _ = stop.send(true);
             })
             .await?;
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
         if let Some(relay) = relay {
             let joined = tokio::task::spawn_blocking(move || relay.join());
             if tokio::time::timeout(Duration::from_secs(10), joined)

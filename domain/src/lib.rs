@@ -23,3 +23,7 @@ pub mod values;
 pub use booking::{Booking, BookingCommand, BookingError, BookingEvent};
 pub use staff::{Staff, StaffCommand, StaffError, StaffEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
+
+/// The aggregate trait, for readers that fold events (read models, audit) without depending on
+/// cqrs-es themselves.
+pub use cqrs_es::Aggregate;

@@ -1,2 +1,21 @@
-//! Read models and the queries the API serves, built from the event stream by projection
-//! workers. There are none yet: the API's GET routes fold aggregates from the event store.
+//! Read models and the queries the API serves, built from the event stream.
+//!
+//! # Layout
+//!
+//! * [`runner`]: applies a delivered event to a projection exactly once and in order per
+//!   aggregate (the read model's write and the offset commit together), and answers whether
+//!   a command's events are in (read-your-writes).
+//! * [`dead_letters`]: events a projection gave up on, with retry and skip.
+//! * One file per read model, each a [`Projection`] plus its query functions:
+//!   [`bookings`].
+//!
+//! The bus side (JetStream consumers, acks, redelivery) lives in `adapters`; this crate only
+//! sees [`Delivered`] events and a Postgres pool.
+#![warn(missing_docs)]
+
+pub mod bookings;
+pub mod dead_letters;
+pub mod runner;
+
+pub use bookings::Bookings;
+pub use runner::{Delivered, Outcome, Projection, ProjectionError};

@@ -11,6 +11,7 @@ mod double_booking;
 mod gap;
 mod idempotency_and_isolation;
 mod nats_outage;
+mod read_models;
 mod refusals;
 mod relay_crash;
 mod republish;

@@ -116,6 +116,7 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
         booking_lock_timeout: 300,
         booking_max_advance_days: 90,
         relay: true,
+        projections: true,
         log_format: LogFormat::Pretty,
     }
 }

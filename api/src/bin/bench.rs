@@ -342,6 +342,8 @@ async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String,
         booking_lock_timeout: 300,
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
+        // The write side's figures: read models are measured by their own benchmark.
+        projections: std::env::var("BENCH_PROJECTIONS").is_ok_and(|v| v == "true"),
         log_format: LogFormat::Pretty,
     };
     let app = Application::build(config)

@@ -1,0 +1,194 @@
+//! The bookings read model: one row per booking, the Booking aggregate as its events left it,
+//! with the columns that dashboards and the voice agent filter on.
+//!
+//! The row holds the aggregate's own fold (`domain::Booking::apply`), so the read model cannot
+//! drift from what the write side decided on.
+
+use chrono::{DateTime, Utc};
+use domain::booking::BookingStatus;
+use domain::{Aggregate, Booking, BookingEvent};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::runner::{Delivered, Projection, ProjectionError};
+
+/// The projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bookings;
+
+impl Projection for Bookings {
+    const NAME: &'static str = "bookings";
+    const AGGREGATE_TYPES: &'static [&'static str] = &["Booking"];
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &Delivered,
+    ) -> Result<(), ProjectionError> {
+        let change: BookingEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+        let id = Uuid::parse_str(&event.aggregate_id)
+            .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
+        let mut booking = sqlx::query_scalar::<_, Json<Booking>>(
+            "SELECT state FROM bookings_view WHERE booking_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|Json(b)| b)
+        .unwrap_or_default();
+        booking.apply(change);
+        let row = Row::of(&booking)?;
+        sqlx::query(
+            "INSERT INTO bookings_view (booking_id, tenant_id, branch_id, service_id, staff_id, customer_phone, status, source, start_at, end_at, version, position, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (booking_id) DO UPDATE SET
+                staff_id = EXCLUDED.staff_id, customer_phone = EXCLUDED.customer_phone,
+                status = EXCLUDED.status, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
+                version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state",
+        )
+        .bind(id)
+        .bind(row.tenant_id)
+        .bind(row.branch_id)
+        .bind(row.service_id)
+        .bind(row.staff_id)
+        .bind(row.customer_phone)
+        .bind(row.status)
+        .bind(row.source)
+        .bind(row.start)
+        .bind(row.end)
+        .bind(event.sequence)
+        .bind(event.position)
+        .bind(Json(&booking))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The filterable columns of a booking.
+struct Row {
+    tenant_id: Uuid,
+    branch_id: Uuid,
+    service_id: Uuid,
+    staff_id: Uuid,
+    customer_phone: String,
+    status: &'static str,
+    source: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Row {
+    fn of(b: &Booking) -> Result<Self, ProjectionError> {
+        let missing = || ProjectionError::Unreadable("event before BookingCreated".to_owned());
+        let (Some(tenant), Some(branch), Some(service), Some(staff), Some(customer), Some(at)) = (
+            b.tenant_id,
+            b.branch_id,
+            b.service_id,
+            b.staff_id,
+            b.customer.as_ref(),
+            b.appointment,
+        ) else {
+            return Err(missing());
+        };
+        let source = serde_json::to_value(b.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Self {
+            tenant_id: tenant.0,
+            branch_id: branch.0,
+            service_id: service.0,
+            staff_id: staff.0,
+            customer_phone: customer.phone.as_str().to_owned(),
+            status: status_name(b.status),
+            source,
+            start: at.start,
+            end: at.end,
+        })
+    }
+}
+
+/// The stored name of a status, as the API spells it.
+pub fn status_name(status: BookingStatus) -> &'static str {
+    match status {
+        BookingStatus::Held => "held",
+        BookingStatus::Confirmed => "confirmed",
+        BookingStatus::Completed => "completed",
+        BookingStatus::Cancelled => "cancelled",
+        BookingStatus::NoShow => "no_show",
+    }
+}
+
+/// Which bookings to list: always one tenant's, narrowed by the optional fields, ordered by
+/// start time, resumed after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct BookingFilter {
+    /// The tenant (always applied).
+    pub tenant_id: Uuid,
+    /// One branch.
+    pub branch_id: Option<Uuid>,
+    /// One staff member.
+    pub staff_id: Option<Uuid>,
+    /// One customer, E.164.
+    pub customer_phone: Option<String>,
+    /// One status.
+    pub status: Option<BookingStatus>,
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    /// The last booking of the previous page: its start and id.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// One page of bookings, in start order.
+pub async fn list(pool: &PgPool, filter: &BookingFilter) -> Result<Vec<Booking>, sqlx::Error> {
+    let (after_start, after_id) = filter.after.unzip();
+    let rows: Vec<Json<Booking>> = sqlx::query_scalar(
+        "SELECT state FROM bookings_view
+         WHERE tenant_id = $1
+           AND ($2::uuid IS NULL OR branch_id = $2)
+           AND ($3::uuid IS NULL OR staff_id = $3)
+           AND ($4::text IS NULL OR customer_phone = $4)
+           AND ($5::text IS NULL OR status = $5)
+           AND ($6::timestamptz IS NULL OR start_at >= $6)
+           AND ($7::timestamptz IS NULL OR start_at < $7)
+           AND ($8::timestamptz IS NULL OR (start_at, booking_id) > ($8, $9))
+         ORDER BY start_at, booking_id
+         LIMIT $10",
+    )
+    .bind(filter.tenant_id)
+    .bind(filter.branch_id)
+    .bind(filter.staff_id)
+    .bind(filter.customer_phone.as_deref())
+    .bind(filter.status.map(status_name))
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(after_start)
+    .bind(after_id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|Json(b)| b).collect())
+}
+
+/// One booking of the tenant, as the read model has it.
+pub async fn get(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    booking_id: Uuid,
+) -> Result<Option<Booking>, sqlx::Error> {
+    let row: Option<Json<Booking>> = sqlx::query_scalar(
+        "SELECT state FROM bookings_view WHERE booking_id = $1 AND tenant_id = $2",
+    )
+    .bind(booking_id)
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|Json(b)| b))
+}

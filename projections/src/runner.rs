@@ -1,0 +1,167 @@
+//! Applying delivered events to a read model: once each, in order per aggregate.
+//!
+//! The read model's rows and the projection's offset for the event's aggregate commit in one
+//! transaction, so a redelivered event is recognised and skipped. An event whose predecessor
+//! is not in yet (two workers share a consumer, or a redelivery overtook it) is handed back to
+//! be delivered again; the bus decides when.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+/// An event as the relay publishes it on the bus.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Delivered {
+    /// UUIDv7, unique across the store.
+    pub event_id: String,
+    /// Global position in the event store.
+    pub position: i64,
+    /// `Tenant`, `Staff` or `Booking`.
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The event's sequence in its aggregate's stream, from 1.
+    pub sequence: i64,
+    /// Stable type name.
+    pub event_type: String,
+    /// Its schema version.
+    pub event_version: String,
+    /// When its transaction began.
+    pub recorded_at: DateTime<Utc>,
+    /// The event as stored.
+    pub payload: Value,
+    /// Tenant, correlation, causation, actor, source, time.
+    pub metadata: Value,
+}
+
+impl Delivered {
+    /// The tenant it belongs to, from its metadata.
+    pub fn tenant_id(&self) -> &str {
+        self.metadata["tenant_id"].as_str().unwrap_or_default()
+    }
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// Postgres failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event's payload is not what the projection reads.
+    #[error("event unreadable: {0}")]
+    Unreadable(String),
+    /// Another worker applied an event of the same aggregate at the same moment.
+    #[error("another worker moved this aggregate on; deliver again")]
+    Raced,
+}
+
+/// A read model fed by events of some aggregate types.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: its consumer, offsets and dead letters are keyed on it.
+    const NAME: &'static str;
+
+    /// The aggregate types it reads, every event of each (so that order can be checked).
+    const AGGREGATE_TYPES: &'static [&'static str];
+
+    /// Writes the event's effect inside the caller's transaction.
+    fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &Delivered,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// What became of a delivered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its effect is written.
+    Applied,
+    /// It was applied before: nothing to do.
+    AlreadyApplied,
+    /// An earlier event of its aggregate is not applied yet; deliver it again later.
+    TooEarly,
+}
+
+/// Applies one event exactly once, or says why not.
+#[tracing::instrument(skip_all, fields(projection = P::NAME, position = event.position))]
+pub async fn apply<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    event: &Delivered,
+) -> Result<Outcome, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    let last: i64 = sqlx::query_scalar(
+        "SELECT last_sequence FROM projection_offsets
+         WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
+    )
+    .bind(P::NAME)
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .unwrap_or(0);
+    if event.sequence <= last {
+        return Ok(Outcome::AlreadyApplied);
+    }
+    if event.sequence > last + 1 {
+        return Ok(Outcome::TooEarly);
+    }
+    projection.apply(&mut tx, event).await?;
+    // Conditional on the offset read above: a worker that applied the same aggregate in the
+    // meantime makes this a no-op, and the transaction is rolled back.
+    let moved = sqlx::query(
+        "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE
+         SET last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position
+         WHERE projection_offsets.last_sequence = $6",
+    )
+    .bind(P::NAME)
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(event.sequence)
+    .bind(event.position)
+    .bind(last)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Err(ProjectionError::Raced);
+    }
+    tx.commit().await?;
+    Ok(Outcome::Applied)
+}
+
+/// The highest event position a projection has applied (0 before any).
+pub async fn applied_position(pool: &PgPool, projection: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(max(last_position), 0) FROM projection_offsets WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_one(pool)
+    .await
+}
+
+/// Whether a projection has applied every event it reads that the command behind `position`
+/// wrote up to that position (all events of one request share its correlation id): once true,
+/// a query sees that command's effect.
+pub async fn has_applied<P: Projection>(pool: &PgPool, position: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT NOT EXISTS (
+             SELECT 1 FROM events target
+             JOIN events e ON (e.metadata ->> 'correlation_id') = (target.metadata ->> 'correlation_id')
+                 AND e.position <= target.position
+             LEFT JOIN projection_offsets o ON o.projection = $2
+                 AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
+             WHERE target.position = $1 AND e.aggregate_type = ANY($3)
+               AND COALESCE(o.last_sequence, 0) < e.sequence)",
+    )
+    .bind(position)
+    .bind(P::NAME)
+    .bind(P::AGGREGATE_TYPES)
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,183 @@
+use std::time::Duration;
+
+use projections::Bookings;
+use projections::dead_letters;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+use crate::support::app::{berlin, poll_until};
+
+/// Books for the salon's staff member `staff` at `hour` tomorrow + `day`; returns (id, position).
+async fn book(
+    app: &TestApp,
+    salon: &crate::support::app::Salon,
+    staff: usize,
+    day: i64,
+    hour: u32,
+    phone: &str,
+) -> (String, i64) {
+    let mut body = TestApp::booking(salon, Some(staff), berlin(day, hour, 0));
+    body["customer"]["phone"] = json!(phone);
+    let (status, answer) = app.post(&salon.key, "/api/v2/mcp/bookings", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    (
+        answer["data"]["id"].as_str().unwrap().to_owned(),
+        answer["position"].as_i64().unwrap(),
+    )
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn the_bookings_read_model_follows_every_command_and_filters_by_tenant(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let (first, _) = book(&app, &salon, 0, 2, 9, "+4915100000001").await;
+    let (second, _) = book(&app, &salon, 1, 2, 10, "+4915100000002").await;
+    let (third, _) = book(&app, &salon, 0, 3, 9, "+4915100000001").await;
+    let (status, cancelled) = app
+        .post(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings/{second}/cancel"),
+            json!({ "reason": "ill" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let position = cancelled["position"].as_i64().unwrap();
+
+    // Read-your-writes: with the cancellation's position the list already shows it.
+    let (status, page) = app
+        .get(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings?min_position={position}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), [first.clone(), second.clone(), third.clone()]);
+    assert_eq!(page["data"][1]["status"], "cancelled");
+    assert_eq!(page["data"][0]["status"], "confirmed");
+
+    let (_, page) = app
+        .get(&salon.key, "/api/v2/mcp/bookings?status=cancelled")
+        .await;
+    assert_eq!(ids(&page), std::slice::from_ref(&second));
+    let staff = &salon.staff_ids[0];
+    let (_, page) = app
+        .get(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings?staff_id={staff}"),
+        )
+        .await;
+    assert_eq!(ids(&page), [first.clone(), third.clone()]);
+    // A national number is read with the tenant's country code.
+    let (_, page) = app
+        .get(
+            &salon.key,
+            "/api/v2/mcp/bookings?customer_phone=015100000001",
+        )
+        .await;
+    assert_eq!(ids(&page), [first.clone(), third.clone()]);
+    let to = berlin(3, 0, 0).to_rfc3339().replace('+', "%2B");
+    let (_, page) = app
+        .get(&salon.key, &format!("/api/v2/mcp/bookings?to={to}"))
+        .await;
+    assert_eq!(ids(&page), [first.clone(), second.clone()]);
+
+    // Pages of one, followed by their cursors, visit every booking once.
+    let mut seen = Vec::new();
+    let mut path = "/api/v2/mcp/bookings?limit=1".to_owned();
+    loop {
+        let (status, page) = app.get(&salon.key, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v2/mcp/bookings?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [first, second, third]);
+
+    let (status, page) = app.get(&salon.key, "/api/v2/mcp/bookings?limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    let (status, page) = app.get(&salon.key, "/api/v2/mcp/bookings?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page["error"]["code"].is_number(), "{page}");
+
+    // Another tenant sees none of them.
+    let other = app.seed_salon("Other", "professional").await;
+    let (status, page) = app.get(&other.key, "/api/v2/mcp/bookings").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&page), Vec::<String>::new());
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    // A fault in the read model's table for one customer's rows.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.customer_phone = '+4915199999999' THEN RAISE EXCEPTION 'disk on fire'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON bookings_view
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (poisoned, _) = book(&app, &salon, 0, 2, 9, "+4915199999999").await;
+    let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
+
+    // The healthy booking is applied while the poisoned one is retried.
+    let (status, page) = app
+        .get(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings?min_position={position}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), std::slice::from_ref(&healthy));
+
+    // Both of its events (created, confirmed) end up parked: the second waits for the first.
+    let parked = poll_until(Duration::from_secs(30), || async {
+        dead_letters::list(&pool, Some("bookings"))
+            .await
+            .unwrap()
+            .len()
+            == 2
+    })
+    .await;
+    assert!(parked, "the poisoned booking's events were not parked");
+    let letters = dead_letters::list(&pool, Some("bookings")).await.unwrap();
+    assert!(
+        letters.iter().all(|l| l.aggregate_id == poisoned),
+        "{letters:?}"
+    );
+    assert!(letters[0].error.contains("disk on fire"), "{letters:?}");
+
+    // While the fault lasts, a retry leaves them parked.
+    let retried = dead_letters::retry(&pool, &Bookings).await.unwrap();
+    assert_eq!((retried.applied, retried.still_parked), (0, 2));
+
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON bookings_view")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let retried = dead_letters::retry(&pool, &Bookings).await.unwrap();
+    assert_eq!((retried.applied, retried.still_parked), (2, 0));
+    assert!(dead_letters::list(&pool, None).await.unwrap().is_empty());
+    let (_, page) = app.get(&salon.key, "/api/v2/mcp/bookings").await;
+    assert_eq!(ids(&page), [poisoned, healthy]);
+    assert_eq!(page["data"][0]["status"], "confirmed");
+}
