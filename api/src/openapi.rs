@@ -68,7 +68,7 @@ impl Doc {
             .map(|name| {
                 let schema = match name {
                     "date" => json!({ "type": "string", "format": "date" }),
-                    "phone" => json!({ "type": "string" }),
+                    "phone" | "projection" | "event_id" => json!({ "type": "string" }),
                     _ => json!({ "type": "string", "format": "uuid" }),
                 };
                 json!({ "name": name, "in": "path", "required": true, "schema": schema })
@@ -497,6 +497,47 @@ pub fn document() -> Value {
         CreateBookingInput,
         "201",
         Data<BookingView>
+    );
+    op!(
+        "get",
+        "/api/v2/admin/projections",
+        "admin",
+        "Where each projection stands: applied position, backlog, parked events",
+        None,
+        none,
+        "200",
+        Vec<projections::runner::Status>
+    );
+    op!(
+        "get",
+        "/api/v2/admin/deadletters",
+        "admin",
+        "Events a projection parked, in store order",
+        None,
+        none,
+        "200",
+        Vec<projections::dead_letters::DeadLetter>
+    );
+    d.query::<crate::routes::projections::ParkedQuery>("/api/v2/admin/deadletters", "get");
+    op!(
+        "post",
+        "/api/v2/admin/deadletters/{projection}/retry",
+        "admin",
+        "Apply a projection's parked events again",
+        None,
+        none,
+        "200",
+        projections::dead_letters::Retried
+    );
+    op!(
+        "post",
+        "/api/v2/admin/deadletters/{projection}/{event_id}/skip",
+        "admin",
+        "Give one parked event up so that its aggregate moves on",
+        None,
+        none,
+        "200",
+        crate::routes::projections::Skipped
     );
     op!(
         "get",

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use crate::runner::{self, Delivered, Outcome, Projection, ProjectionError};
 
 /// A parked event, as listed for operators.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct DeadLetter {
     /// The projection that could not apply it.
     pub projection: String,
@@ -39,7 +39,7 @@ pub struct DeadLetter {
 }
 
 /// What a retry did.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct Retried {
     /// Applied now (or found applied) and removed from the list.
     pub applied: u64,

@@ -165,3 +165,40 @@ pub async fn has_applied<P: Projection>(pool: &PgPool, position: i64) -> Result<
     .fetch_one(pool)
     .await
 }
+
+/// Where a projection stands, for operators and health checks.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct Status {
+    /// The projection.
+    pub name: &'static str,
+    /// The event store's last position.
+    pub head_position: i64,
+    /// The highest position it has applied.
+    pub applied_position: i64,
+    /// Events of its aggregate types after that position: how far behind it is.
+    pub pending_events: i64,
+    /// Events it parked.
+    pub parked_events: i64,
+}
+
+/// A projection's status.
+pub async fn status<P: Projection>(pool: &PgPool) -> Result<Status, sqlx::Error> {
+    let applied_position = applied_position(pool, P::NAME).await?;
+    let (head_position, pending_events, parked_events): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(max(position), 0) FROM events),
+                (SELECT count(*) FROM events WHERE position > $1 AND aggregate_type = ANY($2)),
+                (SELECT count(*) FROM dead_letters WHERE projection = $3)",
+    )
+    .bind(applied_position)
+    .bind(P::AGGREGATE_TYPES)
+    .bind(P::NAME)
+    .fetch_one(pool)
+    .await?;
+    Ok(Status {
+        name: P::NAME,
+        head_position,
+        applied_position,
+        pending_events,
+        parked_events,
+    })
+}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::{berlin, poll_until};
+use crate::support::app::{OPERATOR_TOKEN, berlin, poll_until};
 
 /// Books for the salon's staff member `staff` at `hour` tomorrow + `day`; returns (id, position).
 async fn book(
@@ -170,14 +170,133 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     let retried = dead_letters::retry(&pool, &Bookings).await.unwrap();
     assert_eq!((retried.applied, retried.still_parked), (0, 2));
 
+    // Operators see them, and the projection's standing.
+    let (status, listed) = app
+        .get(
+            OPERATOR_TOKEN,
+            "/api/v2/admin/deadletters?projection=bookings",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (_, standing) = app.get(OPERATOR_TOKEN, "/api/v2/admin/projections").await;
+    assert_eq!(standing[0]["name"], "bookings");
+    assert_eq!(standing[0]["parked_events"], 2, "{standing}");
+
     sqlx::raw_sql("DROP TRIGGER refuse_poison ON bookings_view")
         .execute(&pool)
         .await
         .unwrap();
-    let retried = dead_letters::retry(&pool, &Bookings).await.unwrap();
-    assert_eq!((retried.applied, retried.still_parked), (2, 0));
+    let (status, retried) = app
+        .post(
+            OPERATOR_TOKEN,
+            "/api/v2/admin/deadletters/bookings/retry",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(
+        (
+            retried["applied"].as_u64(),
+            retried["still_parked"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
     assert!(dead_letters::list(&pool, None).await.unwrap().is_empty());
     let (_, page) = app.get(&salon.key, "/api/v2/mcp/bookings").await;
     assert_eq!(ids(&page), [poisoned, healthy]);
     assert_eq!(page["data"][0]["status"], "confirmed");
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn two_worker_instances_build_the_same_read_model_as_the_event_store(pool: PgPool) {
+    let mut app = TestApp::spawn(pool.clone()).await;
+    let second = app.another_instance().await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let addresses = [app.address.clone(), second];
+    // 24 bookings made through both instances at once, then changed through both.
+    let made = futures::future::join_all((0..24).map(|k| {
+        let (http, address, salon) = (&app.http, &addresses[k % 2], &salon);
+        async move {
+            let day = i64::try_from(1 + k / 9).unwrap();
+            // Working hours 08:00-20:00 with a break at 12:00.
+            let hour = [8, 9, 10, 11, 13, 14, 15, 16, 17][k % 9];
+            let body = TestApp::booking(salon, Some(k % 3), berlin(day, hour, 0));
+            let (status, answer) = crate::support::app::call_at(
+                http,
+                address,
+                reqwest::Method::POST,
+                &salon.key,
+                "/api/v2/mcp/bookings",
+                Some(body),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+            answer["data"]["id"].as_str().unwrap().to_owned()
+        }
+    }))
+    .await;
+    for (k, id) in made.iter().enumerate() {
+        let address = &addresses[(k + 1) % 2];
+        let (method, path, body) = if k % 3 == 0 {
+            (
+                reqwest::Method::POST,
+                format!("/api/v2/mcp/bookings/{id}/cancel"),
+                json!({ "reason": "moved away" }),
+            )
+        } else {
+            (
+                reqwest::Method::PUT,
+                format!("/api/v2/mcp/bookings/{id}"),
+                json!({ "notes": format!("visit {k}") }),
+            )
+        };
+        let (status, answer) = crate::support::app::call_at(
+            &app.http,
+            address,
+            method,
+            &salon.key,
+            &path,
+            Some(body),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    // Every booking in the read model equals the booking folded from the event store.
+    let mut expected = Vec::new();
+    for id in &made {
+        let (status, folded) = app
+            .get(&salon.key, &format!("/api/v2/mcp/bookings/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        expected.push(folded["data"].clone());
+    }
+    expected.sort_by_key(|b| {
+        (
+            b["start"].as_str().unwrap().to_owned(),
+            b["id"].as_str().unwrap().to_owned(),
+        )
+    });
+    let caught_up = poll_until(Duration::from_secs(20), || async {
+        let (_, page) = app.get(&salon.key, "/api/v2/mcp/bookings?limit=200").await;
+        page["data"]
+            .as_array()
+            .is_some_and(|rows| *rows == expected)
+    })
+    .await;
+    let (_, page) = app.get(&salon.key, "/api/v2/mcp/bookings?limit=200").await;
+    assert!(
+        caught_up,
+        "read model {page} differs from the store {expected:?}"
+    );
+    let offsets: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_offsets WHERE projection = 'bookings'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(offsets, 24);
+    assert!(dead_letters::list(&pool, None).await.unwrap().is_empty());
 }

@@ -1,4 +1,4 @@
-//! Operator routes (tenant registration) and tenant API key management.
+//! Operator routes (tenant registration, the read side's state) and tenant API key management.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -24,6 +24,7 @@ pub fn operator_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/tenants", post(register_tenant))
         .route("/tenants/{tenant_id}/api-keys", post(create_key_for_tenant))
+        .merge(super::projections::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_operator,

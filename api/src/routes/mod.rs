@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bookings;
 pub mod branches;
 pub mod health;
+pub mod projections;
 pub mod services;
 pub mod staff;
 pub mod tenant;
