@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::config::{
     ApiKeyCommand, Cli, Command, DatabaseConfig, DeadLettersCommand, LogFormat, NatsConfig,
-    RelayCommand, TenantCommand,
+    ProjectionsCommand, RelayCommand, TenantCommand,
 };
 use crate::startup::{
     Application, build_commands, connect_database, install_crypto_provider, shutdown_signal,
@@ -57,7 +57,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             from,
         }) => republish(&database, &nats, from).await,
         Command::Deadletters(command) => dead_letters(command).await,
+        Command::Projections(ProjectionsCommand::Rebuild { database, name }) => {
+            rebuild(&database, &name).await
+        }
     }
+}
+
+async fn rebuild(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
+    if !matches!(name, "bookings" | "all") {
+        anyhow::bail!("no projection named {name:?} (known: bookings, all)");
+    }
+    let pool = connect_database(database).await?;
+    let rebuilt = projections::rebuild::bookings(&pool, |p| {
+        let filled = usize::try_from(p.done.saturating_mul(30) / p.total.max(1))
+            .unwrap_or(30)
+            .min(30);
+        let _ = write!(
+            std::io::stderr(),
+            "\rbookings [{}{}] {}/{} events, {:.0}/s, ETA {:.0} s   ",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            p.done,
+            p.total,
+            p.rate(),
+            p.eta().as_secs_f64()
+        );
+    })
+    .await?;
+    let _ = writeln!(std::io::stderr());
+    say(format_args!(
+        "bookings rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s)",
+        rebuilt.events,
+        rebuilt.rows,
+        rebuilt.seconds,
+        rebuilt.events as f64 / rebuilt.seconds.max(1e-6)
+    ));
+    Ok(())
 }
 
 async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {

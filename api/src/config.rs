@@ -36,6 +36,9 @@ pub enum Command {
     /// Events a projection gave up on.
     #[command(subcommand)]
     Deadletters(DeadLettersCommand),
+    /// Read model maintenance.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
 }
 
 /// Where the event store lives.
@@ -198,5 +201,19 @@ pub enum DeadLettersCommand {
         projection: String,
         /// The parked event's id.
         event_id: String,
+    },
+}
+
+/// `bookingd projections …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuilds read models from the event store into fresh tables and swaps them in; the
+    /// service keeps running, and nothing is published.
+    Rebuild {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// `bookings`, or `all`.
+        name: String,
     },
 }

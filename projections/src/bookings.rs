@@ -26,49 +26,83 @@ impl Projection for Bookings {
         conn: &mut PgConnection,
         event: &Delivered,
     ) -> Result<(), ProjectionError> {
-        let change: BookingEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
-        let id = Uuid::parse_str(&event.aggregate_id)
-            .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
-        let mut booking = sqlx::query_scalar::<_, Json<Booking>>(
-            "SELECT state FROM bookings_view WHERE booking_id = $1",
+        apply_to(
+            conn,
+            LIVE,
+            &event.aggregate_id,
+            event.sequence,
+            event.position,
+            &event.payload,
         )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|Json(b)| b)
-        .unwrap_or_default();
-        booking.apply(change);
-        let row = Row::of(&booking)?;
-        sqlx::query(
-            "INSERT INTO bookings_view (booking_id, tenant_id, branch_id, service_id, staff_id, customer_phone, status, source, start_at, end_at, version, position, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (booking_id) DO UPDATE SET
-                staff_id = EXCLUDED.staff_id, customer_phone = EXCLUDED.customer_phone,
-                status = EXCLUDED.status, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
-                version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state",
-        )
-        .bind(id)
-        .bind(row.tenant_id)
-        .bind(row.branch_id)
-        .bind(row.service_id)
-        .bind(row.staff_id)
-        .bind(row.customer_phone)
-        .bind(row.status)
-        .bind(row.source)
-        .bind(row.start)
-        .bind(row.end)
-        .bind(event.sequence)
-        .bind(event.position)
-        .bind(Json(&booking))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        .await
     }
 }
 
-/// The filterable columns of a booking.
-struct Row {
+/// The live table.
+pub(crate) const LIVE: &str = "bookings_view";
+
+/// Folds one stored event into `table`'s row for its booking.
+pub(crate) async fn apply_to(
+    conn: &mut PgConnection,
+    table: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    position: i64,
+    payload: &serde_json::Value,
+) -> Result<(), ProjectionError> {
+    let change: BookingEvent = serde_json::from_value(payload.clone())
+        .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+    let id = Uuid::parse_str(aggregate_id)
+        .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
+    let mut booking = sqlx::query_scalar::<_, Json<Booking>>(&format!(
+        "SELECT state FROM {table} WHERE booking_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|Json(b)| b)
+    .unwrap_or_default();
+    booking.apply(change);
+    let row = Row::of(id, &booking, sequence, position)?;
+    insert_rows(conn, table, &[row]).await?;
+    Ok(())
+}
+
+/// Writes rows into `table`, replacing the bookings' earlier rows.
+pub(crate) async fn insert_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[Row],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO {table} (booking_id, tenant_id, branch_id, service_id, staff_id, customer_phone, status, source, start_at, end_at, version, position, state)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::jsonb[])
+         ON CONFLICT (booking_id) DO UPDATE SET
+            staff_id = EXCLUDED.staff_id, customer_phone = EXCLUDED.customer_phone,
+            status = EXCLUDED.status, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
+            version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state"
+    ))
+    .bind(rows.iter().map(|r| r.booking_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tenant_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.branch_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.service_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.staff_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.customer_phone.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.start).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.end).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &r.state).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A booking's row: the filterable columns and the aggregate's state.
+pub(crate) struct Row {
+    booking_id: Uuid,
     tenant_id: Uuid,
     branch_id: Uuid,
     service_id: Uuid,
@@ -78,10 +112,31 @@ struct Row {
     source: String,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    version: i64,
+    position: i64,
+    state: serde_json::Value,
 }
 
 impl Row {
-    fn of(b: &Booking) -> Result<Self, ProjectionError> {
+    pub(crate) fn booking_id(&self) -> Uuid {
+        self.booking_id
+    }
+
+    pub(crate) fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub(crate) fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// The row of booking `id` as its events up to `version` (at `position`) left it.
+    pub(crate) fn of(
+        id: Uuid,
+        b: &Booking,
+        version: i64,
+        position: i64,
+    ) -> Result<Self, ProjectionError> {
         let missing = || ProjectionError::Unreadable("event before BookingCreated".to_owned());
         let (Some(tenant), Some(branch), Some(service), Some(staff), Some(customer), Some(at)) = (
             b.tenant_id,
@@ -97,7 +152,10 @@ impl Row {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
+        let state =
+            serde_json::to_value(b).map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
         Ok(Self {
+            booking_id: id,
             tenant_id: tenant.0,
             branch_id: branch.0,
             service_id: service.0,
@@ -107,6 +165,9 @@ impl Row {
             source,
             start: at.start,
             end: at.end,
+            version,
+            position,
+            state,
         })
     }
 }

@@ -6,6 +6,7 @@
 //!   aggregate (the read model's write and the offset commit together), and answers whether
 //!   a command's events are in (read-your-writes).
 //! * [`dead_letters`]: events a projection gave up on, with retry and skip.
+//! * [`rebuild`]: a read model rebuilt from the event store into a fresh table, swapped in.
 //! * One file per read model, each a [`Projection`] plus its query functions:
 //!   [`bookings`].
 //!
@@ -15,6 +16,7 @@
 
 pub mod bookings;
 pub mod dead_letters;
+pub mod rebuild;
 pub mod runner;
 
 pub use bookings::Bookings;

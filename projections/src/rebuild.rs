@@ -1,0 +1,238 @@
+//! Rebuilding a read model from the event store, with no downtime and no side effects.
+//!
+//! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk;
+//! readers keep using the live table meanwhile. The swap then takes the live table's lock
+//! (briefly holding back its worker and readers), applies whatever arrived since the scan
+//! (found per aggregate by sequence, so nothing committed late is missed), renames the fresh
+//! table into place and hands it the offsets. Nothing is published: no saga hears of it.
+
+use std::time::{Duration, Instant};
+
+use domain::{Aggregate, Booking, BookingEvent};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::Bookings;
+use crate::bookings::{self, LIVE, Row};
+use crate::runner::{Projection, ProjectionError};
+
+/// Events read per round trip.
+const PAGE: i64 = 5000;
+
+/// Rows written per statement.
+const FLUSH: usize = 1000;
+
+/// How far a rebuild has come.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Events folded so far.
+    pub done: u64,
+    /// Events to fold (as counted at the start).
+    pub total: u64,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// Events per second so far.
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+
+    /// The time left at the rate so far.
+    pub fn eta(&self) -> Duration {
+        let left = self.total.saturating_sub(self.done) as f64;
+        Duration::from_secs_f64(left / self.rate().max(1e-6))
+    }
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rebuilt {
+    /// Events folded by the scan, and applied at the swap.
+    pub events: u64,
+    /// Rows in the new table.
+    pub rows: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The fresh table and the offsets it is built with.
+const FRESH: &str = "bookings_view_rebuild";
+const FRESH_OFFSETS: &str = "bookings#rebuild";
+
+/// Rebuilds the bookings read model from the event store; `progress` is told after every page.
+pub async fn bookings(
+    pool: &PgPool,
+    mut progress: impl FnMut(Progress),
+) -> Result<Rebuilt, ProjectionError> {
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(&format!(
+        "DROP TABLE IF EXISTS {FRESH};
+         CREATE TABLE {FRESH} (LIKE {LIVE} INCLUDING ALL);
+         DELETE FROM projection_offsets WHERE projection = '{FRESH_OFFSETS}';"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Booking'")
+            .fetch_one(&mut *conn)
+            .await?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut scan = Scan::default();
+    let mut after = (String::new(), 0i64);
+    loop {
+        let page: Vec<(String, i64, i64, Value)> = sqlx::query_as(
+            "SELECT aggregate_id, sequence, position, payload FROM events
+             WHERE aggregate_type = 'Booking' AND (aggregate_id, sequence) > ($1, $2)
+             ORDER BY aggregate_id, sequence LIMIT $3",
+        )
+        .bind(&after.0)
+        .bind(after.1)
+        .bind(PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some((id, sequence, _, _)) = page.last() else {
+            break;
+        };
+        after = (id.clone(), *sequence);
+        for event in page {
+            scan.fold(event)?;
+            if scan.rows.len() >= FLUSH {
+                scan.flush(&mut conn).await?;
+            }
+        }
+        progress(Progress {
+            done: scan.events,
+            total,
+            elapsed: started.elapsed(),
+        });
+    }
+    scan.finish(&mut conn).await?;
+    let caught_up = swap(pool).await?;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
+        .fetch_one(pool)
+        .await?;
+    Ok(Rebuilt {
+        events: scan.events + caught_up,
+        rows: u64::try_from(rows).unwrap_or(0),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The fold in progress: the booking being folded and the finished rows not yet written.
+#[derive(Default)]
+struct Scan {
+    current: Option<(Uuid, Booking, i64, i64)>,
+    rows: Vec<Row>,
+    events: u64,
+}
+
+impl Scan {
+    fn fold(
+        &mut self,
+        (id, sequence, position, payload): (String, i64, i64, Value),
+    ) -> Result<(), ProjectionError> {
+        let id = Uuid::parse_str(&id)
+            .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
+        let event: BookingEvent = serde_json::from_value(payload)
+            .map_err(|e| ProjectionError::Unreadable(format!("booking {id} #{sequence}: {e}")))?;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(current, ..)| *current != id)
+        {
+            self.finish_current()?;
+        }
+        let (_, booking, last, at) = self
+            .current
+            .get_or_insert_with(|| (id, Booking::default(), 0, 0));
+        booking.apply(event);
+        (*last, *at) = (sequence, position);
+        self.events += 1;
+        Ok(())
+    }
+
+    fn finish_current(&mut self) -> Result<(), ProjectionError> {
+        if let Some((id, booking, version, position)) = self.current.take() {
+            self.rows.push(Row::of(id, &booking, version, position)?);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        bookings::insert_rows(&mut tx, FRESH, &self.rows).await?;
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+             SELECT $1, 'Booking', id::text, v, p FROM UNNEST($2::uuid[], $3::bigint[], $4::bigint[]) AS u(id, v, p)",
+        )
+        .bind(FRESH_OFFSETS)
+        .bind(self.rows.iter().map(Row::booking_id).collect::<Vec<_>>())
+        .bind(self.rows.iter().map(Row::version).collect::<Vec<_>>())
+        .bind(self.rows.iter().map(Row::position).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.finish_current()?;
+        self.flush(conn).await
+    }
+}
+
+/// Applies what arrived since the scan, then puts the fresh table and its offsets in place of
+/// the live ones, in one transaction. Returns how many events it applied.
+async fn swap(pool: &PgPool) -> Result<u64, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *tx)
+        .await?;
+    let late: Vec<(String, i64, i64, Value)> = sqlx::query_as(
+        "SELECT e.aggregate_id, e.sequence, e.position, e.payload FROM events e
+         LEFT JOIN projection_offsets o ON o.projection = $1
+             AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
+         WHERE e.aggregate_type = 'Booking' AND e.sequence > COALESCE(o.last_sequence, 0)
+         ORDER BY e.aggregate_id, e.sequence",
+    )
+    .bind(FRESH_OFFSETS)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, sequence, position, payload) in &late {
+        bookings::apply_to(&mut tx, FRESH, id, *sequence, *position, payload).await?;
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+             VALUES ($1, 'Booking', $2, $3, $4)
+             ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE
+             SET last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position",
+        )
+        .bind(FRESH_OFFSETS)
+        .bind(id)
+        .bind(sequence)
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::raw_sql(&format!(
+        "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
+         ALTER TABLE {FRESH} RENAME TO {LIVE};
+         DROP TABLE bookings_view_replaced;
+         DELETE FROM projection_offsets WHERE projection = '{live}';
+         UPDATE projection_offsets SET projection = '{live}' WHERE projection = '{FRESH_OFFSETS}';
+         DELETE FROM dead_letters WHERE projection = '{live}';",
+        live = Bookings::NAME
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(late.len() as u64)
+}
