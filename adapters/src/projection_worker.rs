@@ -1,7 +1,8 @@
 //! Projection workers: one durable JetStream pull consumer per projection, feeding
 //! `projections::runner`.
 //!
-//! Each message is applied in its own transaction (write and offset together), then acked.
+//! The messages that have arrived are applied together in one transaction (each event's write
+//! and offset behind its own savepoint), then acked one by one.
 //! A message that cannot be applied yet (its predecessor is not in) or failed is handed back
 //! with a growing delay; once it has been delivered `max_deliver` times it is parked in
 //! `dead_letters` and acked, so that the consumer moves on. Several workers (in one process or
@@ -62,13 +63,28 @@ fn bus(error: impl std::fmt::Display) -> WorkerError {
     WorkerError::Bus(error.to_string())
 }
 
+/// Messages applied in one transaction, at most.
+const BATCH: usize = 200;
+
+/// Called with the time from an event's commit to its effect's commit in the read model.
+pub type LagObserver = std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// One projection's worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProjectionWorker<P> {
     pool: PgPool,
     js: jetstream::Context,
     projection: P,
     config: WorkerConfig,
+    observer: Option<LagObserver>,
+}
+
+impl<P> std::fmt::Debug for ProjectionWorker<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionWorker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P: Projection + Clone> ProjectionWorker<P> {
@@ -79,7 +95,14 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
             js,
             projection,
             config,
+            observer: None,
         }
+    }
+
+    /// Reports each applied event's commit-to-visible time (for metrics and benchmarks).
+    pub fn with_lag_observer(mut self, observer: LagObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Consumes until `shutdown` turns true, starting over after a failure.
@@ -123,34 +146,74 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
 
     async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
         let consumer = self.consumer().await?;
-        let mut messages = consumer.messages().await.map_err(bus)?;
+        // Whatever has arrived is applied together, up to a batch at a time.
+        let mut batches = consumer.messages().await.map_err(bus)?.ready_chunks(BATCH);
         tracing::info!(projection = P::NAME, "projection worker consuming");
         loop {
-            let message = tokio::select! {
-                message = messages.next() => message,
+            let batch = tokio::select! {
+                batch = batches.next() => batch,
                 _ = shutdown.changed() => return Ok(()),
             };
-            match message {
-                Some(Ok(message)) => self.handle(message).await?,
-                Some(Err(e)) => return Err(bus(e)),
-                None => return Err(bus("the message stream ended")),
-            }
+            let Some(batch) = batch else {
+                return Err(bus("the message stream ended"));
+            };
+            let messages = batch
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bus)?;
+            self.handle(messages).await?;
         }
     }
 
-    /// Applies one message and acks it, hands it back, or parks it.
-    async fn handle(&self, message: Message) -> Result<(), WorkerError> {
-        let delivered = message.info().map_or(1, |i| i.delivered);
-        let event: Delivered = match serde_json::from_slice(&message.payload) {
-            Ok(event) => event,
+    /// Applies a batch of messages in one transaction, then acks each, hands it back, or
+    /// parks it.
+    async fn handle(&self, messages: Vec<Message>) -> Result<(), WorkerError> {
+        let mut events = Vec::with_capacity(messages.len());
+        let mut readable = Vec::with_capacity(messages.len());
+        for message in messages {
+            match serde_json::from_slice::<Delivered>(&message.payload) {
+                Ok(event) => {
+                    events.push(event);
+                    readable.push(message);
+                }
+                Err(e) => {
+                    // Without its ids it cannot be parked or ordered: nothing but the relay
+                    // publishes here, so this is a stranger's message.
+                    tracing::error!(projection = P::NAME, subject = %message.subject, error = %e, "not an event envelope; dropped");
+                    message.ack_with(AckKind::Term).await.map_err(bus)?;
+                }
+            }
+        }
+        let outcomes = match runner::apply_batch(&self.pool, &self.projection, &events).await {
+            Ok(outcomes) => outcomes,
             Err(e) => {
-                // Without its ids it cannot be parked or ordered: nothing but the relay
-                // publishes here, so this is a stranger's message.
-                tracing::error!(projection = P::NAME, subject = %message.subject, error = %e, "not an event envelope; dropped");
-                return message.ack_with(AckKind::Term).await.map_err(bus);
+                tracing::warn!(projection = P::NAME, error = %e, "batch failed; handing it back");
+                let error = e.to_string();
+                events
+                    .iter()
+                    .map(|_| Err(ProjectionError::Batch(error.clone())))
+                    .collect()
             }
         };
-        let failure = match runner::apply(&self.pool, &self.projection, &event).await {
+        let now = chrono::Utc::now();
+        for ((message, event), outcome) in readable.into_iter().zip(&events).zip(outcomes) {
+            if let (Some(observe), Ok(Outcome::Applied)) = (&self.observer, &outcome) {
+                observe((now - event.recorded_at).to_std().unwrap_or_default());
+            }
+            self.settle(message, event, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Acks an applied message, hands a failed one back, or parks it at its last delivery.
+    async fn settle(
+        &self,
+        message: Message,
+        event: &Delivered,
+        outcome: Result<Outcome, ProjectionError>,
+    ) -> Result<(), WorkerError> {
+        let delivered = message.info().map_or(1, |i| i.delivered);
+        let failure = match outcome {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
                 return message.ack().await.map_err(bus);
             }
@@ -166,7 +229,7 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
         if delivered >= self.config.max_deliver {
             tracing::error!(projection = P::NAME, event_id = %event.event_id, position = event.position, error = %failure, "event parked after {delivered} deliveries");
             let attempts = i32::try_from(delivered).unwrap_or(i32::MAX);
-            dead_letters::park(&self.pool, P::NAME, &event, &failure, attempts).await?;
+            dead_letters::park(&self.pool, P::NAME, event, &failure, attempts).await?;
             return message.ack_with(AckKind::Term).await.map_err(bus);
         }
         tracing::debug!(projection = P::NAME, position = event.position, delivered, error = %failure, "handing the event back");

@@ -53,6 +53,9 @@ pub enum ProjectionError {
     /// The event's payload is not what the projection reads.
     #[error("event unreadable: {0}")]
     Unreadable(String),
+    /// The transaction the event was applied in failed as a whole.
+    #[error("its batch failed: {0}")]
+    Batch(String),
     /// Another worker applied an event of the same aggregate at the same moment.
     #[error("another worker moved this aggregate on; deliver again")]
     Raced,
@@ -86,13 +89,51 @@ pub enum Outcome {
 }
 
 /// Applies one event exactly once, or says why not.
-#[tracing::instrument(skip_all, fields(projection = P::NAME, position = event.position))]
 pub async fn apply<P: Projection>(
     pool: &PgPool,
     projection: &P,
     event: &Delivered,
 ) -> Result<Outcome, ProjectionError> {
     let mut tx = pool.begin().await?;
+    let outcome = apply_in(&mut tx, projection, event).await?;
+    if outcome == Outcome::Applied {
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}
+
+/// Applies a batch of events in one transaction, each behind its own savepoint: an event that
+/// fails is rolled back alone and reported, the others commit together (one disk flush for the
+/// batch). An error here means the whole batch failed.
+#[tracing::instrument(skip_all, fields(projection = P::NAME, events = events.len()))]
+pub async fn apply_batch<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    events: &[Delivered],
+) -> Result<Vec<Result<Outcome, ProjectionError>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        let outcome = apply_in(&mut savepoint, projection, event).await;
+        if matches!(outcome, Ok(Outcome::Applied)) {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The offset check, the projection's write and the offset's move, on `conn` (inside a
+/// transaction the caller commits only for [`Outcome::Applied`]).
+async fn apply_in<P: Projection>(
+    conn: &mut PgConnection,
+    projection: &P,
+    event: &Delivered,
+) -> Result<Outcome, ProjectionError> {
     let last: i64 = sqlx::query_scalar(
         "SELECT last_sequence FROM projection_offsets
          WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
@@ -100,7 +141,7 @@ pub async fn apply<P: Projection>(
     .bind(P::NAME)
     .bind(&event.aggregate_type)
     .bind(&event.aggregate_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?
     .unwrap_or(0);
     if event.sequence <= last {
@@ -109,9 +150,9 @@ pub async fn apply<P: Projection>(
     if event.sequence > last + 1 {
         return Ok(Outcome::TooEarly);
     }
-    projection.apply(&mut tx, event).await?;
+    projection.apply(conn, event).await?;
     // Conditional on the offset read above: a worker that applied the same aggregate in the
-    // meantime makes this a no-op, and the transaction is rolled back.
+    // meantime makes this a no-op, and the write is rolled back.
     let moved = sqlx::query(
         "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
          VALUES ($1, $2, $3, $4, $5)
@@ -125,13 +166,12 @@ pub async fn apply<P: Projection>(
     .bind(event.sequence)
     .bind(event.position)
     .bind(last)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if moved != 1 {
         return Err(ProjectionError::Raced);
     }
-    tx.commit().await?;
     Ok(Outcome::Applied)
 }
 
