@@ -244,6 +244,16 @@ impl Application {
         self
     }
 
+    /// Reports each event's commit-to-visible time in the read models (for metrics and the
+    /// benchmark).
+    pub fn with_projection_lag_observer(
+        mut self,
+        observer: adapters::projection_worker::LagObserver,
+    ) -> Self {
+        self.projections = self.projections.map(|w| w.with_lag_observer(observer));
+        self
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)

@@ -5,6 +5,7 @@
 //! is not in yet (two workers share a consumer, or a redelivery overtook it) is handed back to
 //! be delivered again; the bus decides when.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -102,11 +103,126 @@ pub async fn apply<P: Projection>(
     Ok(outcome)
 }
 
-/// Applies a batch of events in one transaction, each behind its own savepoint: an event that
-/// fails is rolled back alone and reported, the others commit together (one disk flush for the
-/// batch). An error here means the whole batch failed.
+/// Applies a batch of events in one transaction (one disk flush for the batch). The fast way
+/// reads the batch's offsets at once and writes them at once; if any event fails or another
+/// worker raced it, the batch is applied again the careful way, each event behind its own
+/// savepoint, so that a failing event is rolled back alone and reported while the others
+/// commit. An error here means the whole batch failed.
 #[tracing::instrument(skip_all, fields(projection = P::NAME, events = events.len()))]
 pub async fn apply_batch<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    events: &[Delivered],
+) -> Result<Vec<Result<Outcome, ProjectionError>>, sqlx::Error> {
+    match apply_together(pool, projection, events).await {
+        Ok(Some(outcomes)) => return Ok(outcomes.into_iter().map(Ok).collect()),
+        Ok(None) => {}
+        Err(e) if e.as_database_error().is_none() => return Err(e),
+        Err(e) => tracing::debug!(error = %e, "batch refused; applying it event by event"),
+    }
+    apply_one_by_one(pool, projection, events).await
+}
+
+type Key = (String, String);
+
+/// The fast way: `None` when an event failed or a race was lost (nothing is written then).
+async fn apply_together<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    events: &[Delivered],
+) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (types, ids): (Vec<&str>, Vec<&str>) = events
+        .iter()
+        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
+        .unzip();
+    let known: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, last_sequence FROM projection_offsets
+         WHERE projection = $1
+           AND (aggregate_type, aggregate_id) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))
+         FOR UPDATE",
+    )
+    .bind(P::NAME)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let known: HashMap<Key, i64> = known.into_iter().map(|(t, i, s)| ((t, i), s)).collect();
+    let mut moved: HashMap<Key, (i64, i64)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let last = moved
+            .get(&key)
+            .map(|(sequence, _)| *sequence)
+            .or_else(|| known.get(&key).copied())
+            .unwrap_or(0);
+        let outcome = if event.sequence <= last {
+            Outcome::AlreadyApplied
+        } else if event.sequence > last + 1 {
+            Outcome::TooEarly
+        } else {
+            if projection.apply(&mut tx, event).await.is_err() {
+                return Ok(None);
+            }
+            moved.insert(key, (event.sequence, event.position));
+            Outcome::Applied
+        };
+        outcomes.push(outcome);
+    }
+    // Known rows are locked above; a new row inserted meanwhile by another worker is a race.
+    let (existing, new): (Vec<_>, Vec<_>) =
+        moved.into_iter().partition(|(k, _)| known.contains_key(k));
+    write_offsets(&mut tx, P::NAME, &existing, "UPDATE").await?;
+    if write_offsets(&mut tx, P::NAME, &new, "INSERT").await? != new.len() as u64 {
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(outcomes))
+}
+
+/// Moves the offsets of rows that exist (`UPDATE`) or are new (`INSERT`); returns how many.
+async fn write_offsets(
+    conn: &mut PgConnection,
+    projection: &str,
+    moved: &[(Key, (i64, i64))],
+    how: &str,
+) -> Result<u64, sqlx::Error> {
+    if moved.is_empty() {
+        return Ok(0);
+    }
+    let sql = if how == "UPDATE" {
+        "UPDATE projection_offsets o SET last_sequence = u.s, last_position = u.p
+         FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(t, i, s, p)
+         WHERE o.projection = $1 AND o.aggregate_type = u.t AND o.aggregate_id = u.i"
+    } else {
+        "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[])
+         ON CONFLICT DO NOTHING"
+    };
+    let done = sqlx::query(sql)
+        .bind(projection)
+        .bind(
+            moved
+                .iter()
+                .map(|((t, _), _)| t.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            moved
+                .iter()
+                .map(|((_, i), _)| i.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(moved.iter().map(|(_, (s, _))| *s).collect::<Vec<_>>())
+        .bind(moved.iter().map(|(_, (_, p))| *p).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The careful way: each event behind its own savepoint.
+async fn apply_one_by_one<P: Projection>(
     pool: &PgPool,
     projection: &P,
     events: &[Delivered],

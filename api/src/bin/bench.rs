@@ -11,6 +11,9 @@
 //! and a nats-server of 2.10 or newer (`NATS_URL`). Run with `scripts/bench.sh`.
 //! `BENCH_BOOKINGS` sets the bookings per run (4000); `BENCH_RELAY=false` measures the write
 //! path without the relay competing for the two cores.
+//!
+//! Then the read side's figures (`read_side.rs`), on a second database `bookingd_bench_read`:
+//! projection lag at a steady 500 bookings/s and the rebuild rate over 200,000 events.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +35,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+#[path = "bench/read_side.rs"]
+mod read_side;
 
 fn say(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout(), "{line}");
@@ -311,17 +317,18 @@ async fn book(
 
 type Lags = Arc<Mutex<Histogram<u64>>>;
 
-/// Starts bookingd in this process on a fresh database; returns its base URL, the database
-/// URL and the relay-lag histogram it fills.
-async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String, String, Lags)> {
-    let url = recreate_database(server, "bookingd_bench").await?;
-    // A fresh stream, so that its duplicate window and size start empty.
-    let js = async_nats::jetstream::new(
-        async_nats::connect(nats_url.as_str())
-            .await
-            .context("connect to NATS")?,
-    );
-    let _ = js.delete_stream("EVENTS").await;
+/// A bookingd started in this process: its base URL, its database URL, the relay-lag and
+/// projection-lag histograms it fills, and the switch that stops it (dropping it stops it too).
+struct Server {
+    base: String,
+    url: String,
+    relay_lags: Lags,
+    projection_lags: Lags,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A histogram and an observer that records durations into it, in microseconds.
+fn lag_histogram() -> anyhow::Result<(Lags, adapters::relay::LagObserver)> {
     let lags: Lags = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let observer = {
         let lags = lags.clone();
@@ -331,6 +338,27 @@ async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String,
             }
         })
     };
+    Ok((lags, observer))
+}
+
+/// Starts bookingd in this process on a fresh database `name`, with or without projection
+/// workers.
+async fn start_server(
+    server: &str,
+    nats_url: String,
+    name: &str,
+    projections: bool,
+) -> anyhow::Result<Server> {
+    let url = recreate_database(server, name).await?;
+    // A fresh stream, so that its duplicate window and size start empty.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(nats_url.as_str())
+            .await
+            .context("connect to NATS")?,
+    );
+    let _ = js.delete_stream("EVENTS").await;
+    let (relay_lags, relay_observer) = lag_histogram()?;
+    let (projection_lags, projection_observer) = lag_histogram()?;
     let config = ServeConfig {
         database: DatabaseConfig {
             database_url: SecretString::from(url.clone()),
@@ -342,16 +370,25 @@ async fn start_server(server: &str, nats_url: String) -> anyhow::Result<(String,
         booking_lock_timeout: 300,
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
-        // The write side's figures: read models are measured by their own benchmark.
-        projections: std::env::var("BENCH_PROJECTIONS").is_ok_and(|v| v == "true"),
+        projections,
         log_format: LogFormat::Pretty,
     };
     let app = Application::build(config)
         .await?
-        .with_relay_lag_observer(observer);
+        .with_relay_lag_observer(relay_observer)
+        .with_projection_lag_observer(projection_observer);
     let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    Ok((base, url, lags))
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Server {
+        base,
+        url,
+        relay_lags,
+        projection_lags,
+        stop,
+    })
 }
 
 /// Books `n` slots with `concurrency` clients, after the first `offset` slots.
@@ -441,7 +478,15 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    let (base, url, lags) = start_server(&server, nats_url).await?;
+    // The write side's figures, with no read model competing for the cores.
+    let projections = std::env::var("BENCH_PROJECTIONS").is_ok_and(|v| v == "true");
+    let Server {
+        base,
+        url,
+        relay_lags: lags,
+        stop,
+        ..
+    } = start_server(&server, nats_url.clone(), "bookingd_bench", projections).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -469,7 +514,9 @@ async fn main() -> anyhow::Result<()> {
     let saturated = take(&lags)?;
     let raw = raw_baselines(&pool, n).await?;
     report(&results, &raw, &saturated, caught_up);
-    steady_relay_lag(&http, &base, &salon, 200 + 2 * n, &pool, &lags).await
+    steady_relay_lag(&http, &base, &salon, 200 + 2 * n, &pool, &lags).await?;
+    let _ = stop.send(());
+    read_side::run(&server, nats_url, &http).await
 }
 
 /// Empties the lag histogram, returning what it held.
