@@ -4,6 +4,8 @@
 //! The row holds the aggregate's own fold (`domain::Booking::apply`), so the read model cannot
 //! drift from what the write side decided on.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use domain::booking::BookingStatus;
 use domain::{Aggregate, Booking, BookingEvent};
@@ -35,6 +37,47 @@ impl Projection for Bookings {
             &event.payload,
         )
         .await
+    }
+
+    /// Reads the batch's bookings in one query, folds in memory, writes in one statement.
+    async fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&Delivered],
+    ) -> Result<(), ProjectionError> {
+        let unreadable = |e: uuid::Error| ProjectionError::Unreadable(format!("booking id: {e}"));
+        let ids = events
+            .iter()
+            .map(|e| Uuid::parse_str(&e.aggregate_id).map_err(unreadable))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stored: Vec<(Uuid, Json<Booking>)> = sqlx::query_as(&format!(
+            "SELECT booking_id, state FROM {LIVE} WHERE booking_id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut folded: HashMap<Uuid, (Booking, i64, i64)> = stored
+            .into_iter()
+            .map(|(id, Json(b))| (id, (b, 0, 0)))
+            .collect();
+        let mut touched = Vec::new();
+        for (id, event) in ids.into_iter().zip(events) {
+            let change: BookingEvent = serde_json::from_value(event.payload.clone())
+                .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+            let (booking, version, position) = folded.entry(id).or_default();
+            booking.apply(change);
+            (*version, *position) = (event.sequence, event.position);
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        let rows = touched
+            .into_iter()
+            .filter_map(|id| folded.remove(&id).map(|entry| (id, entry)))
+            .map(|(id, (booking, version, position))| Row::of(id, &booking, version, position))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_rows(conn, LIVE, &rows).await?;
+        Ok(())
     }
 }
 

@@ -76,6 +76,21 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &Delivered,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Writes several events' effects, in order, inside the caller's transaction. The default
+    /// applies them one by one; a projection may do it in fewer statements.
+    fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&Delivered],
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
+        async move {
+            for event in events {
+                self.apply(conn, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// What became of a delivered event.
@@ -150,6 +165,7 @@ async fn apply_together<P: Projection>(
     let known: HashMap<Key, i64> = known.into_iter().map(|(t, i, s)| ((t, i), s)).collect();
     let mut moved: HashMap<Key, (i64, i64)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut due = Vec::with_capacity(events.len());
     for event in events {
         let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
         let last = moved
@@ -162,13 +178,14 @@ async fn apply_together<P: Projection>(
         } else if event.sequence > last + 1 {
             Outcome::TooEarly
         } else {
-            if projection.apply(&mut tx, event).await.is_err() {
-                return Ok(None);
-            }
             moved.insert(key, (event.sequence, event.position));
+            due.push(event);
             Outcome::Applied
         };
         outcomes.push(outcome);
+    }
+    if projection.apply_all(&mut tx, &due).await.is_err() {
+        return Ok(None);
     }
     // Known rows are locked above; a new row inserted meanwhile by another worker is a race.
     let (existing, new): (Vec<_>, Vec<_>) =
