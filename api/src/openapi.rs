@@ -121,6 +121,14 @@ impl Doc {
 }
 
 impl Doc {
+    /// Marks a GET operation's success body as NDJSON, each line one instance of its schema.
+    fn ndjson(&mut self, path: &str) {
+        let ok = &mut self.paths[path]["get"]["responses"]["200"]["content"];
+        if let Some(json) = ok.get("application/json").cloned() {
+            *ok = json!({ "application/x-ndjson": json });
+        }
+    }
+
     /// Documents `T`'s fields as the query parameters of an operation added before.
     fn query<T: JsonSchema>(&mut self, path: &str, method: &str) {
         let schema = self.generator.root_schema_for::<T>();
@@ -538,6 +546,39 @@ pub fn document() -> Value {
         none,
         "200",
         crate::routes::projections::Skipped
+    );
+    op!(
+        "get",
+        mcp("/audit/events"),
+        "audit",
+        "The tenant's events with their metadata, in store order, paged",
+        None,
+        none,
+        "200",
+        crate::routes::audit::AuditPage
+    );
+    d.query::<crate::routes::audit::AuditQuery>(&mcp("/audit/events"), "get");
+    op!(
+        "get",
+        mcp("/audit/export"),
+        "audit",
+        "The tenant's events as NDJSON (one event per line), in store order",
+        None,
+        none,
+        "200",
+        projections::audit::AuditEvent
+    );
+    d.query::<crate::routes::audit::AuditQuery>(&mcp("/audit/export"), "get");
+    d.ndjson(&mcp("/audit/export"));
+    op!(
+        "get",
+        mcp("/bookings/{booking_id}/history"),
+        "bookings",
+        "Every event of a booking, oldest first",
+        None,
+        none,
+        "200",
+        crate::routes::audit::AuditPage
     );
     op!(
         "get",

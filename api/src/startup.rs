@@ -63,6 +63,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::services::router())
         .merge(routes::staff::router())
         .merge(routes::bookings::router())
+        .merge(routes::audit::router())
         .merge(routes::admin::tenant_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
         .layer(from_fn_with_state(state.clone(), require_api_key));

@@ -7,6 +7,7 @@
 //!   a command's events are in (read-your-writes).
 //! * [`dead_letters`]: events a projection gave up on, with retry and skip.
 //! * [`rebuild`]: a read model rebuilt from the event store into a fresh table, swapped in.
+//! * [`audit`]: a tenant's events as stored, for audits and exports.
 //! * One file per read model, each a [`Projection`] plus its query functions:
 //!   [`bookings`].
 //!
@@ -14,6 +15,7 @@
 //! sees [`Delivered`] events and a Postgres pool.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod bookings;
 pub mod dead_letters;
 pub mod rebuild;

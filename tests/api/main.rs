@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod commands_over_http;
 mod double_booking;
 mod gap;

@@ -1,6 +1,7 @@
 //! Route groups, each with its own `router()`.
 
 pub mod admin;
+pub mod audit;
 pub mod bookings;
 pub mod branches;
 pub mod health;
