@@ -4,14 +4,14 @@ use std::io::Write;
 
 use adapters::{ApiKeys, MIGRATOR, RelayConfig};
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use commands::{Channel, CommandConfig, CommandMeta, RegisterTenantInput, Role};
 use domain::values::{Plan, TenantId};
 use uuid::Uuid;
 
 use crate::config::{
-    ApiKeyCommand, Cli, Command, DatabaseConfig, DeadLettersCommand, LogFormat, NatsConfig,
-    ProjectionsCommand, RelayCommand, TenantCommand,
+    ApiKeyCommand, AuditCommand, Cli, Command, DatabaseConfig, DeadLettersCommand, LogFormat,
+    NatsConfig, ProjectionsCommand, RelayCommand, TenantCommand,
 };
 use crate::startup::{
     Application, build_commands, connect_database, install_crypto_provider, shutdown_signal,
@@ -60,6 +60,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projections(ProjectionsCommand::Rebuild { database, name }) => {
             rebuild(&database, &name).await
         }
+        Command::Audit(AuditCommand::Export {
+            database,
+            tenant,
+            from,
+            to,
+        }) => export_audit(&database, tenant, from, to).await,
+    }
+}
+
+async fn export_audit(
+    database: &DatabaseConfig,
+    tenant: Uuid,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let pool = connect_database(database).await?;
+    let mut filter = projections::audit::AuditFilter {
+        tenant_id: tenant,
+        from,
+        to,
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let page = projections::audit::events(&pool, &filter).await?;
+        let mut lines = Vec::new();
+        for event in &page {
+            serde_json::to_writer(&mut lines, event)?;
+            lines.push(b'\n');
+        }
+        match out.write_all(&lines) {
+            // The reader has what it wanted (`| head`): not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            written => written?,
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => filter.after = last.position,
+            _ => break,
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        flushed => Ok(flushed?),
     }
 }
 

@@ -39,6 +39,9 @@ pub enum Command {
     /// Read model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Where the event store lives.
@@ -215,5 +218,25 @@ pub enum ProjectionsCommand {
         database: DatabaseConfig,
         /// `bookings`, or `all`.
         name: String,
+    },
+}
+
+/// `bookingd audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Writes a tenant's events to standard output as NDJSON, in store order.
+    Export {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Events recorded at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Events recorded before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
