@@ -14,8 +14,9 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt;
+use projections::StoredEvent;
 use projections::dead_letters;
-use projections::runner::{self, Delivered, Outcome, Projection, ProjectionError};
+use projections::runner::{self, Outcome, Projection, ProjectionError};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -171,7 +172,7 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
         let mut events = Vec::with_capacity(messages.len());
         let mut readable = Vec::with_capacity(messages.len());
         for message in messages {
-            match serde_json::from_slice::<Delivered>(&message.payload) {
+            match serde_json::from_slice::<StoredEvent>(&message.payload) {
                 Ok(event) => {
                     events.push(event);
                     readable.push(message);
@@ -209,7 +210,7 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
     async fn settle(
         &self,
         message: Message,
-        event: &Delivered,
+        event: &StoredEvent,
         outcome: Result<Outcome, ProjectionError>,
     ) -> Result<(), WorkerError> {
         let delivered = message.info().map_or(1, |i| i.delivered);

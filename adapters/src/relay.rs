@@ -40,9 +40,6 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How often to look for events when no notification arrives.
     pub poll_interval: Duration,
-    /// How long to let appends gather after a wake-up before reading them: one round then
-    /// carries many commits' events instead of one each.
-    pub gather: Duration,
     /// JetStream drops a repeated `Nats-Msg-Id` within this window.
     pub duplicate_window: Duration,
     /// Pause after a failed round before the next one.
@@ -55,7 +52,6 @@ impl Default for RelayConfig {
             stream: "EVENTS".to_owned(),
             batch: 1000,
             poll_interval: Duration::from_millis(500),
-            gather: Duration::from_millis(4),
             duplicate_window: Duration::from_secs(15 * 60),
             retry_backoff: Duration::from_millis(500),
         }
@@ -449,7 +445,6 @@ impl Relay {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(self.config.gather).await;
         }
     }
 

@@ -566,7 +566,7 @@ pub fn document() -> Value {
         None,
         none,
         "200",
-        projections::audit::AuditEvent
+        projections::event::StoredEvent
     );
     d.query::<crate::routes::audit::AuditQuery>(&mcp("/audit/export"), "get");
     d.ndjson(&mcp("/audit/export"));

@@ -4,34 +4,9 @@
 //! id, which every event carries in its metadata and the store indexes with its position.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgPool;
 
-/// One stored event.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
-pub struct AuditEvent {
-    /// Global position; events are listed in this order.
-    pub position: i64,
-    /// Its id (UUIDv7).
-    pub event_id: String,
-    /// `Tenant`, `Staff` or `Booking`.
-    pub aggregate_type: String,
-    /// The aggregate's id.
-    pub aggregate_id: String,
-    /// Its sequence in the aggregate's stream.
-    pub sequence: i64,
-    /// Stable type name.
-    pub event_type: String,
-    /// Schema version.
-    pub event_version: String,
-    /// When its transaction began.
-    pub recorded_at: DateTime<Utc>,
-    /// The event.
-    pub payload: Value,
-    /// Tenant, correlation, causation, actor, source, time.
-    pub metadata: Value,
-}
+use crate::event::StoredEvent;
 
 /// Which events: always one tenant's, narrowed by the optional fields, after `after`.
 #[derive(Debug, Clone, Default)]
@@ -52,10 +27,15 @@ pub struct AuditFilter {
     pub after: i64,
     /// At most this many.
     pub limit: i64,
+    /// Include the newest events even if a transaction older than theirs is still running.
+    /// Pages that are read one after another by position leave this off: a position below
+    /// the last one seen may still commit, and would be skipped. A single read (one
+    /// aggregate's history) turns it on to see a command's events at once.
+    pub unsettled: bool,
 }
 
 /// One page of a tenant's events, in store order.
-pub async fn events(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<AuditEvent>, sqlx::Error> {
+pub async fn events(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT position, COALESCE(event_id::text, '') AS event_id, aggregate_type, aggregate_id, sequence,
                 event_type, event_version, recorded_at, payload, metadata
@@ -66,9 +46,9 @@ pub async fn events(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<AuditEven
            AND ($5::text IS NULL OR event_type = $5)
            AND ($6::timestamptz IS NULL OR recorded_at >= $6)
            AND ($7::timestamptz IS NULL OR recorded_at < $7)
-           -- Only transactions older than every one still running: a page never ends
-           -- before an event that is still being written.
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+           -- Unless asked otherwise, only transactions older than every one still running:
+           -- a page never ends before an event that is still being written.
+           AND ($9 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
          ORDER BY position
          LIMIT $8",
     )
@@ -80,6 +60,7 @@ pub async fn events(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<AuditEven
     .bind(filter.from)
     .bind(filter.to)
     .bind(filter.limit)
+    .bind(filter.unsettled)
     .fetch_all(pool)
     .await
 }

@@ -13,7 +13,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::runner::{Delivered, Projection, ProjectionError};
+use crate::event::StoredEvent;
+use crate::runner::{Projection, ProjectionError};
 
 /// The projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +27,7 @@ impl Projection for Bookings {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &Delivered,
+        event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
         apply_to(
             conn,
@@ -43,7 +44,7 @@ impl Projection for Bookings {
     async fn apply_all(
         &self,
         conn: &mut PgConnection,
-        events: &[&Delivered],
+        events: &[&StoredEvent],
     ) -> Result<(), ProjectionError> {
         let unreadable = |e: uuid::Error| ProjectionError::Unreadable(format!("booking id: {e}"));
         let ids = events
@@ -60,20 +61,16 @@ impl Projection for Bookings {
             .into_iter()
             .map(|(id, Json(b))| (id, (b, 0, 0)))
             .collect();
-        let mut touched = Vec::new();
+        // Every stored row read above belongs to a booking of this batch: all are rewritten.
         for (id, event) in ids.into_iter().zip(events) {
             let change: BookingEvent = serde_json::from_value(event.payload.clone())
                 .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
             let (booking, version, position) = folded.entry(id).or_default();
             booking.apply(change);
             (*version, *position) = (event.sequence, event.position);
-            if !touched.contains(&id) {
-                touched.push(id);
-            }
         }
-        let rows = touched
+        let rows = folded
             .into_iter()
-            .filter_map(|id| folded.remove(&id).map(|entry| (id, entry)))
             .map(|(id, (booking, version, position))| Row::of(id, &booking, version, position))
             .collect::<Result<Vec<_>, _>>()?;
         insert_rows(conn, LIVE, &rows).await?;

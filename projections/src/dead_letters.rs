@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::runner::{self, Delivered, Outcome, Projection, ProjectionError};
+use crate::event::StoredEvent;
+use crate::runner::{self, Outcome, Projection, ProjectionError};
 
 /// A parked event, as listed for operators.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
@@ -51,22 +52,11 @@ pub struct Retried {
 pub async fn park(
     pool: &PgPool,
     projection: &str,
-    event: &Delivered,
+    event: &StoredEvent,
     error: &str,
     attempts: i32,
 ) -> Result<(), sqlx::Error> {
-    let envelope = serde_json::json!({
-        "event_id": event.event_id,
-        "position": event.position,
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "sequence": event.sequence,
-        "event_type": event.event_type,
-        "event_version": event.event_version,
-        "recorded_at": event.recorded_at,
-        "payload": event.payload,
-        "metadata": event.metadata,
-    });
+    let envelope = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO dead_letters (projection, event_id, position, tenant_id, aggregate_type, aggregate_id, sequence, event_type, envelope, error, attempts)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -101,7 +91,7 @@ pub async fn list(pool: &PgPool, projection: Option<&str>) -> Result<Vec<DeadLet
 
 /// Applies a projection's parked events again, in store order.
 pub async fn retry<P: Projection>(pool: &PgPool, projection: &P) -> Result<Retried, sqlx::Error> {
-    let parked: Vec<(String, sqlx::types::Json<Delivered>)> = sqlx::query_as(
+    let parked: Vec<(String, sqlx::types::Json<StoredEvent>)> = sqlx::query_as(
         "SELECT event_id, envelope FROM dead_letters WHERE projection = $1 ORDER BY position",
     )
     .bind(P::NAME)

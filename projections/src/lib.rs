@@ -7,19 +7,22 @@
 //!   a command's events are in (read-your-writes).
 //! * [`dead_letters`]: events a projection gave up on, with retry and skip.
 //! * [`rebuild`]: a read model rebuilt from the event store into a fresh table, swapped in.
+//! * [`event`]: one stored event, as published, applied, parked and audited.
 //! * [`audit`]: a tenant's events as stored, for audits and exports.
 //! * One file per read model, each a [`Projection`] plus its query functions:
 //!   [`bookings`].
 //!
 //! The bus side (JetStream consumers, acks, redelivery) lives in `adapters`; this crate only
-//! sees [`Delivered`] events and a Postgres pool.
+//! sees [`StoredEvent`] events and a Postgres pool.
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod bookings;
 pub mod dead_letters;
+pub mod event;
 pub mod rebuild;
 pub mod runner;
 
 pub use bookings::Bookings;
-pub use runner::{Delivered, Outcome, Projection, ProjectionError};
+pub use event::StoredEvent;
+pub use runner::{Outcome, Projection, ProjectionError};

@@ -8,42 +8,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-/// An event as the relay publishes it on the bus.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Delivered {
-    /// UUIDv7, unique across the store.
-    pub event_id: String,
-    /// Global position in the event store.
-    pub position: i64,
-    /// `Tenant`, `Staff` or `Booking`.
-    pub aggregate_type: String,
-    /// The aggregate's id.
-    pub aggregate_id: String,
-    /// The event's sequence in its aggregate's stream, from 1.
-    pub sequence: i64,
-    /// Stable type name.
-    pub event_type: String,
-    /// Its schema version.
-    pub event_version: String,
-    /// When its transaction began.
-    pub recorded_at: DateTime<Utc>,
-    /// The event as stored.
-    pub payload: Value,
-    /// Tenant, correlation, causation, actor, source, time.
-    pub metadata: Value,
-}
-
-impl Delivered {
-    /// The tenant it belongs to, from its metadata.
-    pub fn tenant_id(&self) -> &str {
-        self.metadata["tenant_id"].as_str().unwrap_or_default()
-    }
-}
+use crate::event::StoredEvent;
 
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +41,7 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &Delivered,
+        event: &StoredEvent,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 
     /// Writes several events' effects, in order, inside the caller's transaction. The default
@@ -82,7 +49,7 @@ pub trait Projection: Send + Sync + 'static {
     fn apply_all(
         &self,
         conn: &mut PgConnection,
-        events: &[&Delivered],
+        events: &[&StoredEvent],
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
         async move {
             for event in events {
@@ -108,7 +75,7 @@ pub enum Outcome {
 pub async fn apply<P: Projection>(
     pool: &PgPool,
     projection: &P,
-    event: &Delivered,
+    event: &StoredEvent,
 ) -> Result<Outcome, ProjectionError> {
     let mut tx = pool.begin().await?;
     let outcome = apply_in(&mut tx, projection, event).await?;
@@ -127,7 +94,7 @@ pub async fn apply<P: Projection>(
 pub async fn apply_batch<P: Projection>(
     pool: &PgPool,
     projection: &P,
-    events: &[Delivered],
+    events: &[StoredEvent],
 ) -> Result<Vec<Result<Outcome, ProjectionError>>, sqlx::Error> {
     match apply_together(pool, projection, events).await {
         Ok(Some(outcomes)) => return Ok(outcomes.into_iter().map(Ok).collect()),
@@ -144,7 +111,7 @@ type Key = (String, String);
 async fn apply_together<P: Projection>(
     pool: &PgPool,
     projection: &P,
-    events: &[Delivered],
+    events: &[StoredEvent],
 ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (types, ids): (Vec<&str>, Vec<&str>) = events
@@ -242,7 +209,7 @@ async fn write_offsets(
 async fn apply_one_by_one<P: Projection>(
     pool: &PgPool,
     projection: &P,
-    events: &[Delivered],
+    events: &[StoredEvent],
 ) -> Result<Vec<Result<Outcome, ProjectionError>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut outcomes = Vec::with_capacity(events.len());
@@ -265,7 +232,7 @@ async fn apply_one_by_one<P: Projection>(
 async fn apply_in<P: Projection>(
     conn: &mut PgConnection,
     projection: &P,
-    event: &Delivered,
+    event: &StoredEvent,
 ) -> Result<Outcome, ProjectionError> {
     let last: i64 = sqlx::query_scalar(
         "SELECT last_sequence FROM projection_offsets

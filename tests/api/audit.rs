@@ -1,9 +1,11 @@
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::berlin;
+use crate::support::app::{berlin, poll_until};
 
 /// The events a tenant's audit export holds, in the order given.
 async fn export(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
@@ -59,8 +61,9 @@ async fn a_tenants_audit_holds_exactly_its_own_events_in_order(pool: PgPool) {
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    // The export holds exactly tenant A's events, as stored, in store order.
-    let exported = export(&app, &a.key, "").await;
+    // The export holds exactly tenant A's events, as stored, in store order, once every
+    // transaction older than the last command's has ended (the export reads only below that
+    // horizon, so that paging never skips an event still being written).
     let stored: Vec<(i64, String)> = sqlx::query_as(
         "SELECT position, event_id::text FROM events WHERE metadata ->> 'tenant_id' = $1 ORDER BY position",
     )
@@ -68,16 +71,27 @@ async fn a_tenants_audit_holds_exactly_its_own_events_in_order(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let got: Vec<(i64, String)> = exported
-        .iter()
-        .map(|e| {
-            (
-                e["position"].as_i64().unwrap(),
-                e["event_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(got, stored);
+    let listed = |exported: &[Value]| -> Vec<(i64, String)> {
+        exported
+            .iter()
+            .map(|e| {
+                (
+                    e["position"].as_i64().unwrap(),
+                    e["event_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let settled = poll_until(Duration::from_secs(10), || async {
+        listed(&export(&app, &a.key, "").await) == stored
+    })
+    .await;
+    let exported = export(&app, &a.key, "").await;
+    assert!(
+        settled,
+        "export {:?} differs from the store {stored:?}",
+        listed(&exported)
+    );
     assert!(
         exported
             .iter()

@@ -28,6 +28,13 @@ async fn book(
     )
 }
 
+/// `GET /bookings<query>`, which must answer 200.
+async fn list(app: &TestApp, key: &str, query: &str) -> Value {
+    let (status, page) = app.get(key, &format!("/api/v2/mcp/bookings{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
@@ -55,13 +62,7 @@ async fn the_bookings_read_model_follows_every_command_and_filters_by_tenant(poo
     let position = cancelled["position"].as_i64().unwrap();
 
     // Read-your-writes: with the cancellation's position the list already shows it.
-    let (status, page) = app
-        .get(
-            &salon.key,
-            &format!("/api/v2/mcp/bookings?min_position={position}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = list(&app, &salon.key, &format!("?min_position={position}")).await;
     assert_eq!(ids(&page), [first.clone(), second.clone(), third.clone()]);
     assert_eq!(page["data"][1]["status"], "cancelled");
     assert_eq!(page["data"][0]["status"], "confirmed");
@@ -140,13 +141,7 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
 
     // The healthy booking is applied while the poisoned one is retried.
-    let (status, page) = app
-        .get(
-            &salon.key,
-            &format!("/api/v2/mcp/bookings?min_position={position}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = list(&app, &salon.key, &format!("?min_position={position}")).await;
     assert_eq!(ids(&page), std::slice::from_ref(&healthy));
 
     // Both of its events (created, confirmed) end up parked: the second waits for the first.
@@ -342,13 +337,7 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
         assert_eq!(status, StatusCode::OK, "{answer}");
         last = answer["position"].as_i64().unwrap();
     }
-    let (status, _) = app
-        .get(
-            &salon.key,
-            &format!("/api/v2/mcp/bookings?min_position={last}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    list(&app, &salon.key, &format!("?min_position={last}")).await;
     let live = bookings_rows(&pool).await;
     assert_eq!(live.len(), 12);
 
@@ -362,14 +351,6 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
 
     // The worker carries on into the swapped-in table.
     let (id, position) = book(&app, &salon, 0, 3, 9, "+4915100000003").await;
-    let (status, page) = app
-        .get(
-            &salon.key,
-            &format!(
-                "/api/v2/mcp/bookings?min_position={position}&customer_phone=%2B4915100000003"
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(ids(&page), [id]);
+    let query = format!("?min_position={position}&customer_phone=%2B4915100000003");
+    assert_eq!(ids(&list(&app, &salon.key, &query).await), [id]);
 }

@@ -9,7 +9,8 @@ use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use domain::values::BookingId;
-use projections::audit::{self, AuditEvent, AuditFilter};
+use projections::audit::{self, AuditFilter};
+use projections::event::StoredEvent;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub struct AuditQuery {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AuditPage {
     /// The events.
-    pub data: Vec<AuditEvent>,
+    pub data: Vec<StoredEvent>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
 }
@@ -74,6 +75,7 @@ impl AuditQuery {
             to: self.to,
             after: cursor.or(self.from_position).unwrap_or(0).max(0),
             limit: i64::from(limit),
+            unsettled: false,
         })
     }
 }
@@ -108,6 +110,7 @@ async fn history(
         aggregate_type: Some("Booking".to_owned()),
         aggregate_id: Some(booking_id.to_string()),
         limit: 10_000,
+        unsettled: true,
         ..AuditFilter::default()
     };
     let data = audit::events(&app.pool, &filter)
