@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod idempotency;
 pub mod openapi;
+pub mod reads;
 pub mod routes;
 pub mod startup;
 pub mod state;

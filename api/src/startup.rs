@@ -16,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use commands::{CommandConfig, Commands};
-use projections::Bookings;
+use projections::{Bookings, StaffCalendars, Tenants};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -63,6 +63,9 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::services::router())
         .merge(routes::staff::router())
         .merge(routes::bookings::router())
+        .merge(routes::availability::router())
+        .merge(routes::customers::router())
+        .merge(routes::dashboard::router())
         .merge(routes::audit::router())
         .merge(routes::admin::tenant_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
@@ -95,7 +98,44 @@ pub struct Application {
     /// Where appends are announced to the relays of other instances.
     announcer: (PgPool, Appends),
     /// The projection workers, when this process runs them.
-    projections: Option<ProjectionWorker<Bookings>>,
+    projections: Option<Projectors>,
+}
+
+/// One worker per read model.
+#[derive(Debug)]
+struct Projectors {
+    bookings: ProjectionWorker<Bookings>,
+    tenants: ProjectionWorker<Tenants>,
+    staff: ProjectionWorker<StaffCalendars>,
+}
+
+impl Projectors {
+    fn new(pool: &PgPool, nats: &async_nats::Client) -> Self {
+        let js = async_nats::jetstream::new(nats.clone());
+        Self {
+            bookings: ProjectionWorker::new(
+                pool.clone(),
+                js.clone(),
+                Bookings,
+                WorkerConfig::default(),
+            ),
+            tenants: ProjectionWorker::new(
+                pool.clone(),
+                js.clone(),
+                Tenants,
+                WorkerConfig::default(),
+            ),
+            staff: ProjectionWorker::new(pool.clone(), js, StaffCalendars, WorkerConfig::default()),
+        }
+    }
+
+    fn spawn(self, stopped: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.bookings.run(stopped.clone())),
+            tokio::spawn(self.tenants.run(stopped.clone())),
+            tokio::spawn(self.staff.run(stopped.clone())),
+        ]
+    }
 }
 
 /// What the relay needs to run on a thread of its own.
@@ -208,14 +248,7 @@ impl Application {
             observer: None,
         });
         let announcer = (pool.clone(), appends);
-        let projections = config.projections.then(|| {
-            ProjectionWorker::new(
-                pool.clone(),
-                async_nats::jetstream::new(nats.clone()),
-                Bookings,
-                WorkerConfig::default(),
-            )
-        });
+        let projections = config.projections.then(|| Projectors::new(&pool, &nats));
         let state = AppState(Arc::new(Shared {
             commands,
             keys: ApiKeys::new(pool.clone()),
@@ -251,7 +284,9 @@ impl Application {
         mut self,
         observer: adapters::projection_worker::LagObserver,
     ) -> Self {
-        self.projections = self.projections.map(|w| w.with_lag_observer(observer));
+        if let Some(workers) = self.projections.as_mut() {
+            workers.bookings = workers.bookings.clone().with_lag_observer(observer);
+        }
         self
     }
 
@@ -272,7 +307,8 @@ impl Application {
         tokio::spawn(adapters::appends::announce(pool, appends, stopped.clone()));
         let workers = self
             .projections
-            .map(|worker| tokio::spawn(worker.run(stopped.clone())));
+            .map(|workers| workers.spawn(&stopped))
+            .unwrap_or_default();
         let relay = match self.relay {
             Some(relay) => Some(
                 relay
@@ -287,8 +323,8 @@ impl Application {
                 let _ = stop.send(true);
             })
             .await?;
-        if let Some(workers) = workers {
-            let _ = workers.await;
+        for worker in workers {
+            let _ = worker.await;
         }
         if let Some(relay) = relay {
             let joined = tokio::task::spawn_blocking(move || relay.join());

@@ -82,6 +82,127 @@ impl TenantView {
     }
 }
 
+/// The tenant as the original design shapes it: who, what the plan allows, what it includes.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TenantProfile {
+    /// The company.
+    pub tenant: TenantSummary,
+    /// The plan's features.
+    pub features: PlanFeatures,
+    /// The plan's limits (null: unlimited).
+    pub limits: PlanLimits,
+}
+
+/// A tenant's own details.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TenantSummary {
+    /// Id.
+    pub id: TenantId,
+    /// Company name.
+    pub name: String,
+    /// Contact.
+    pub contact_email: Option<String>,
+    /// Plan.
+    pub plan: Plan,
+    /// Settings.
+    pub settings: TenantSettings,
+    /// Branches, active or not.
+    pub branches: usize,
+    /// Live services.
+    pub services: usize,
+    /// When it was registered.
+    pub registered_at: Option<DateTime<Utc>>,
+}
+
+impl TenantProfile {
+    /// The profile of a registered tenant.
+    pub fn of(tenant: &Tenant) -> Result<Self, ApiError> {
+        Ok(Self {
+            tenant: TenantSummary {
+                id: tenant.id.ok_or_else(|| ApiError::not_found("tenant"))?,
+                name: tenant.name.clone(),
+                contact_email: tenant.contact_email.clone(),
+                plan: tenant.plan,
+                settings: tenant.settings.clone(),
+                branches: tenant.branches.len(),
+                services: tenant.services.values().filter(|s| !s.retired).count(),
+                registered_at: tenant.registered_at,
+            },
+            features: tenant.plan.features(),
+            limits: tenant.plan.limits(),
+        })
+    }
+}
+
+/// A branch with the services it offers and its staff.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BranchDetail {
+    /// The branch.
+    #[serde(flatten)]
+    pub branch: Branch,
+    /// Live services offered here.
+    pub services: Vec<Service>,
+    /// Its staff, by name.
+    pub staff: Vec<StaffSummary>,
+}
+
+/// A staff member in a directory.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StaffSummary {
+    /// Id.
+    pub id: StaffId,
+    /// Branch.
+    pub branch_id: BranchId,
+    /// Name.
+    pub name: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<PhoneNumber>,
+    /// On the rota.
+    pub active: bool,
+    /// Services and skill level (1-5).
+    pub skills: BTreeMap<ServiceId, SkillLevel>,
+    /// Weekly hours in the branch's zone.
+    pub schedule: WeeklyHours,
+}
+
+impl StaffSummary {
+    /// The directory entry of a hired staff member.
+    pub fn of(staff: &Staff) -> Option<Self> {
+        Some(Self {
+            id: staff.id?,
+            branch_id: staff.branch_id?,
+            name: staff.name.clone(),
+            email: staff.email.clone(),
+            phone: staff.phone.clone(),
+            active: staff.active,
+            skills: staff.skills.clone(),
+            schedule: staff.schedule.clone(),
+        })
+    }
+}
+
+impl BranchDetail {
+    /// The branch with the tenant's services offered there and the staff given.
+    pub fn of(tenant: &Tenant, branch: &Branch, staff: &[Staff]) -> Self {
+        Self {
+            branch: branch.clone(),
+            services: tenant
+                .services
+                .values()
+                .filter(|s| !s.retired && s.branch_ids.contains(&branch.id))
+                .cloned()
+                .collect(),
+            staff: staff
+                .iter()
+                .filter(|s| s.branch_id == Some(branch.id))
+                .filter_map(StaffSummary::of)
+                .collect(),
+        }
+    }
+}
+
 /// A branch of the tenant, by id.
 pub fn branch(tenant: &Tenant, id: BranchId) -> Result<Branch, ApiError> {
     tenant

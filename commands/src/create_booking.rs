@@ -152,7 +152,7 @@ impl<S: Store> Commands<S> {
     }
 
     /// The tenant's rules with the server's cap on advance days.
-    pub(crate) fn rules(&self, tenant: &Tenant) -> BookingRules {
+    pub fn rules(&self, tenant: &Tenant) -> BookingRules {
         let mut rules = tenant.settings.booking_rules;
         rules.max_advance_days = rules.max_advance_days.min(self.config.max_advance_days);
         rules

@@ -8,12 +8,14 @@
 //! * [`tenant`]: the Tenant aggregate (plan, branches, catalog, phone routing).
 //! * [`staff`]: the Staff aggregate and the calendar that prevents double booking.
 //! * [`booking`]: the Booking aggregate and the placement policy.
+//! * [`availability`]: free slots and working time, decided by the rules bookings are.
 //!
 //! Each aggregate has a synchronous `decide(&self, command) -> Result<Vec<Event>, Error>`;
 //! `cqrs_es::Aggregate::handle` only forwards the decided events to the sink, and `apply` only
 //! assigns state.
 #![warn(missing_docs)]
 
+pub mod availability;
 pub mod booking;
 pub mod settings;
 pub mod staff;

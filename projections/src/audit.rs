@@ -64,3 +64,68 @@ pub async fn events(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<StoredEve
     .fetch_all(pool)
     .await
 }
+
+/// A moment in an aggregate's past: a time, or a version (its sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Every event recorded at or before it.
+    Time(DateTime<Utc>),
+    /// Every event up to this sequence number.
+    Version(i64),
+}
+
+impl std::str::FromStr for AsOf {
+    type Err = String;
+
+    /// A whole number is a version; anything else must be an RFC 3339 time.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(version) = s.parse::<i64>() {
+            return if version >= 0 {
+                Ok(Self::Version(version))
+            } else {
+                Err("a version is not negative".to_owned())
+            };
+        }
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| Self::Time(t.with_timezone(&Utc)))
+            .map_err(|_| "expected a version number or an RFC 3339 time".to_owned())
+    }
+}
+
+/// The tenant's aggregate `id` of type `A` folded from its events up to `as_of`, with the
+/// version reached; `None` if it had no events by then.
+pub async fn fold_as_of<A: domain::Aggregate + Default>(
+    pool: &PgPool,
+    tenant_id: uuid::Uuid,
+    id: &str,
+    as_of: AsOf,
+) -> Result<Option<(A, i64)>, crate::ProjectionError> {
+    let (version, time) = match as_of {
+        AsOf::Version(v) => (Some(v), None),
+        AsOf::Time(t) => (None, Some(t)),
+    };
+    let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events
+         WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_id = $3
+           AND ($4::bigint IS NULL OR sequence <= $4)
+           AND ($5::timestamptz IS NULL OR recorded_at <= $5)
+         ORDER BY sequence",
+    )
+    .bind(tenant_id)
+    .bind(A::TYPE)
+    .bind(id)
+    .bind(version)
+    .bind(time)
+    .fetch_all(pool)
+    .await?;
+    let Some(reached) = rows.last().map(|(sequence, _)| *sequence) else {
+        return Ok(None);
+    };
+    let mut state = A::default();
+    for (_, payload) in rows {
+        let event: A::Event = serde_json::from_value(payload)
+            .map_err(|e| crate::ProjectionError::Unreadable(e.to_string()))?;
+        state.apply(event);
+    }
+    Ok(Some((state, reached)))
+}

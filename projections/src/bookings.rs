@@ -278,18 +278,18 @@ pub async fn list(pool: &PgPool, filter: &BookingFilter) -> Result<Vec<Booking>,
     Ok(rows.into_iter().map(|Json(b)| b).collect())
 }
 
-/// One booking of the tenant, as the read model has it.
+/// One booking of the tenant, as the read model has it, with its version.
 pub async fn get(
     pool: &PgPool,
     tenant_id: Uuid,
     booking_id: Uuid,
-) -> Result<Option<Booking>, sqlx::Error> {
-    let row: Option<Json<Booking>> = sqlx::query_scalar(
-        "SELECT state FROM bookings_view WHERE booking_id = $1 AND tenant_id = $2",
+) -> Result<Option<(Booking, i64)>, sqlx::Error> {
+    let row: Option<(Json<Booking>, i64)> = sqlx::query_as(
+        "SELECT state, version FROM bookings_view WHERE booking_id = $1 AND tenant_id = $2",
     )
     .bind(booking_id)
     .bind(tenant_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|Json(b)| b))
+    Ok(row.map(|(Json(b), v)| (b, v)))
 }

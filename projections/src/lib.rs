@@ -10,7 +10,8 @@
 //! * [`event`]: one stored event, as published, applied, parked and audited.
 //! * [`audit`]: a tenant's events as stored, for audits and exports.
 //! * One file per read model, each a [`Projection`] plus its query functions:
-//!   [`bookings`].
+//!   [`bookings`], [`tenants`], [`staff_calendar`].
+//! * Queries derived from those tables: [`customers`], [`dashboard`].
 //!
 //! The bus side (JetStream consumers, acks, redelivery) lives in `adapters`; this crate only
 //! sees [`StoredEvent`] events and a Postgres pool.
@@ -18,11 +19,17 @@
 
 pub mod audit;
 pub mod bookings;
+pub mod customers;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod event;
 pub mod rebuild;
 pub mod runner;
+pub mod staff_calendar;
+pub mod tenants;
 
 pub use bookings::Bookings;
 pub use event::StoredEvent;
 pub use runner::{Outcome, Projection, ProjectionError};
+pub use staff_calendar::StaffCalendars;
+pub use tenants::Tenants;

@@ -133,6 +133,36 @@ async fn a_tenant_can_neither_read_nor_change_another_tenant_s_resources(pool: P
             "/api/v2/mcp/bookings".to_owned(),
             Some(TestApp::booking(&b, None, berlin(2, 14, 0))),
         ),
+        (
+            Method::GET,
+            format!("/api/v2/mcp/staff/{}/availability", b.staff_ids[1]),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/mcp/staff/{}/calendar", b.staff_ids[1]),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/mcp/staff/{}/workload", b.staff_ids[1]),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/mcp/tenant/branches/{}", b.branch_id),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/mcp/services/{}", b.service_id),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v2/mcp/bookings/check-availability".to_owned(),
+            Some(json!({ "service_id": b.service_id, "date": berlin(2, 9, 0).date_naive() })),
+        ),
     ];
     for (method, path, body) in attempts {
         let (status, answer) = app.call(method.clone(), &a.key, &path, body).await;
@@ -149,5 +179,5 @@ async fn a_tenant_can_neither_read_nor_change_another_tenant_s_resources(pool: P
         .await;
     assert_eq!(body["data"]["status"], "confirmed");
     let (_, tenant) = app.get(&a.key, "/api/v2/mcp/tenant").await;
-    assert_eq!(tenant["data"]["id"], a.tenant_id.as_str());
+    assert_eq!(tenant["data"]["tenant"]["id"], a.tenant_id.as_str());
 }

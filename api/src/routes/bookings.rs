@@ -11,6 +11,7 @@ use commands::{
 use domain::booking::BookingStatus;
 use domain::values::{BookingId, BranchId, PhoneNumber, StaffId};
 use projections::Bookings;
+use projections::audit::{self, AsOf};
 use projections::bookings::BookingFilter;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,18 +54,59 @@ async fn create(
     Ok(created(Data::of(BookingView::of(&out.state)?, &out)))
 }
 
+/// How to read one booking.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShowBookingQuery {
+    /// Wait until the read model holds the command that answered with this position.
+    pub min_position: Option<i64>,
+    /// The booking as it was then: a version number or an RFC 3339 time, folded from its
+    /// events.
+    pub as_of: Option<String>,
+}
+
+/// A booking from the read model, or as of a version or time from its events. One too new
+/// for the read model (no `min_position` given) is folded from its events.
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path(booking_id): Path<BookingId>,
+    Query(query): Query<ShowBookingQuery>,
 ) -> BookingAnswer {
-    let (booking, version) = app
-        .commands
-        .booking(caller.who.tenant_id, booking_id)
-        .await?;
+    let tenant_id = caller.who.tenant_id;
+    if let Some(as_of) = &query.as_of {
+        let as_of: AsOf = as_of
+            .parse()
+            .map_err(|e: String| ApiError::invalid("as_of", e))?;
+        let (booking, version) = audit::fold_as_of::<domain::Booking>(
+            &app.pool,
+            tenant_id.0,
+            &booking_id.to_string(),
+            as_of,
+        )
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("booking"))?;
+        return Ok(axum::Json(Data {
+            data: BookingView::of(&booking)?,
+            version: u64::try_from(version).unwrap_or_default(),
+            position: None,
+        }));
+    }
+    caught_up::<Bookings>(&app.pool, query.min_position).await?;
+    let (booking, version) = match projections::bookings::get(&app.pool, tenant_id.0, booking_id.0)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(found) => found,
+        None => {
+            let (booking, version) = app.commands.booking(tenant_id, booking_id).await?;
+            (booking, i64::try_from(version).unwrap_or_default())
+        }
+    };
     Ok(axum::Json(Data {
         data: BookingView::of(&booking)?,
-        version,
+        version: u64::try_from(version).unwrap_or_default(),
         position: None,
     }))
 }

@@ -2,8 +2,11 @@
 
 pub mod admin;
 pub mod audit;
+pub mod availability;
 pub mod bookings;
 pub mod branches;
+pub mod customers;
+pub mod dashboard;
 pub mod health;
 pub mod projections;
 pub mod services;

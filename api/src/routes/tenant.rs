@@ -5,11 +5,14 @@ use axum::extract::State;
 use axum::routing::{get, put};
 use commands::{ChangePlanInput, UpdateTenantInput};
 use domain::settings::TenantSettings;
+use projections::Tenants;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Json};
+use crate::consistency::caught_up;
+use crate::error::{ApiError, Json, Query};
+use crate::reads;
 use crate::state::AppState;
-use crate::views::{Data, TenantView};
+use crate::views::{Data, TenantProfile, TenantView};
 
 /// `/tenant`, `/tenant/plan`, `/tenant/settings`.
 pub fn router() -> Router<AppState> {
@@ -19,13 +22,23 @@ pub fn router() -> Router<AppState> {
         .route("/tenant/settings", put(update_settings))
 }
 
+/// Wait for a command's effect.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    /// Wait until the read model holds the command that answered with this position.
+    pub min_position: Option<i64>,
+}
+
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Data<TenantView>>, ApiError> {
-    let (tenant, version) = app.commands.tenant(caller.who.tenant_id).await?;
+    Query(query): Query<ReadQuery>,
+) -> Result<axum::Json<Data<TenantProfile>>, ApiError> {
+    caught_up::<Tenants>(&app.pool, query.min_position).await?;
+    let (tenant, version) = reads::tenant(&app, caller.who.tenant_id).await?;
     Ok(axum::Json(Data {
-        data: TenantView::of(&tenant)?,
+        data: TenantProfile::of(&tenant)?,
         version,
         position: None,
     }))
