@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use commands::{Channel, CommandConfig, CommandMeta, RegisterTenantInput, Role};
 use domain::values::{Plan, TenantId};
+use projections::rebuild::Progress;
+use projections::{StaffCalendars, Tenants};
 use uuid::Uuid;
 
 use crate::config::{
@@ -108,35 +110,49 @@ async fn export_audit(
 }
 
 async fn rebuild(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
-    if !matches!(name, "bookings" | "all") {
-        anyhow::bail!("no projection named {name:?} (known: bookings, all)");
-    }
+    const KNOWN: [&str; 3] = ["bookings", "tenants", "staff"];
+    let names: Vec<&str> = match name {
+        "all" => KNOWN.to_vec(),
+        one if KNOWN.contains(&one) => vec![one],
+        other => {
+            anyhow::bail!("no projection named {other:?} (known: bookings, tenants, staff, all)")
+        }
+    };
     let pool = connect_database(database).await?;
-    let rebuilt = projections::rebuild::bookings(&pool, |p| {
-        let filled = usize::try_from(p.done.saturating_mul(30) / p.total.max(1))
-            .unwrap_or(30)
-            .min(30);
-        let _ = write!(
-            std::io::stderr(),
-            "\rbookings [{}{}] {}/{} events, {:.0}/s, ETA {:.0} s   ",
-            "#".repeat(filled),
-            " ".repeat(30 - filled),
-            p.done,
-            p.total,
-            p.rate(),
-            p.eta().as_secs_f64()
-        );
-    })
-    .await?;
-    let _ = writeln!(std::io::stderr());
-    say(format_args!(
-        "bookings rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s)",
-        rebuilt.events,
-        rebuilt.rows,
-        rebuilt.seconds,
-        rebuilt.events as f64 / rebuilt.seconds.max(1e-6)
-    ));
+    for name in names {
+        let bar = |p: Progress| progress_bar(name, p);
+        let rebuilt = match name {
+            "bookings" => projections::rebuild::bookings(&pool, bar).await?,
+            "tenants" => projections::rebuild::replay(&pool, &Tenants, bar).await?,
+            _ => projections::rebuild::replay(&pool, &StaffCalendars, bar).await?,
+        };
+        let _ = writeln!(std::io::stderr());
+        say(format_args!(
+            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s)",
+            rebuilt.events,
+            rebuilt.rows,
+            rebuilt.seconds,
+            rebuilt.events as f64 / rebuilt.seconds.max(1e-6)
+        ));
+    }
     Ok(())
+}
+
+/// `name [#####     ] done/total events, rate/s, ETA s`, redrawn in place on stderr.
+fn progress_bar(name: &str, p: Progress) {
+    let filled = usize::try_from(p.done.saturating_mul(30) / p.total.max(1))
+        .unwrap_or(30)
+        .min(30);
+    let _ = write!(
+        std::io::stderr(),
+        "\r{name} [{}{}] {}/{} events, {:.0}/s, ETA {:.0} s   ",
+        "#".repeat(filled),
+        " ".repeat(30 - filled),
+        p.done,
+        p.total,
+        p.rate(),
+        p.eta().as_secs_f64()
+    );
 }
 
 async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
@@ -172,7 +188,11 @@ async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             let pool = connect_database(&database).await?;
             let retried = match projection.as_str() {
                 "bookings" => dead_letters::retry(&pool, &projections::Bookings).await?,
-                other => anyhow::bail!("no projection named {other:?} (known: bookings)"),
+                "tenants" => dead_letters::retry(&pool, &Tenants).await?,
+                "staff" => dead_letters::retry(&pool, &StaffCalendars).await?,
+                other => {
+                    anyhow::bail!("no projection named {other:?} (known: bookings, tenants, staff)")
+                }
             };
             say(format_args!(
                 "{} applied, {} still parked",

@@ -216,7 +216,7 @@ pub enum ProjectionsCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// `bookings`, or `all`.
+        /// `bookings`, `tenants`, `staff`, or `all`.
         name: String,
     },
 }

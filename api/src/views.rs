@@ -140,7 +140,7 @@ pub struct BranchDetail {
     /// The branch.
     #[serde(flatten)]
     pub branch: Branch,
-    /// Live services offered here.
+    /// Live services offered here, by name.
     pub services: Vec<Service>,
     /// Its staff, by name.
     pub staff: Vec<StaffSummary>,
@@ -186,14 +186,16 @@ impl StaffSummary {
 impl BranchDetail {
     /// The branch with the tenant's services offered there and the staff given.
     pub fn of(tenant: &Tenant, branch: &Branch, staff: &[Staff]) -> Self {
+        let mut services: Vec<Service> = tenant
+            .services
+            .values()
+            .filter(|s| !s.retired && s.branch_ids.contains(&branch.id))
+            .cloned()
+            .collect();
+        services.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             branch: branch.clone(),
-            services: tenant
-                .services
-                .values()
-                .filter(|s| !s.retired && s.branch_ids.contains(&branch.id))
-                .cloned()
-                .collect(),
+            services,
             staff: staff
                 .iter()
                 .filter(|s| s.branch_id == Some(branch.id))

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::Bookings;
 use crate::bookings::{self, LIVE, Row};
+use crate::event::StoredEvent;
 use crate::runner::{Projection, ProjectionError};
 
 /// Events read per round trip.
@@ -233,6 +234,162 @@ async fn swap(pool: &PgPool) -> Result<u64, ProjectionError> {
     ))
     .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
+    Ok(late.len() as u64)
+}
+
+/// A read model that can be rebuilt event by event into fresh tables: every table it writes
+/// is named `<table><suffix>`, the live ones with an empty suffix.
+pub trait Rebuild: Projection {
+    /// Its tables, as live.
+    const TABLES: &'static [&'static str];
+
+    /// Applies one event to the tables with `suffix`, inside the caller's transaction.
+    fn apply_in(
+        &self,
+        conn: &mut PgConnection,
+        suffix: &str,
+        event: &StoredEvent,
+    ) -> impl std::future::Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// The fresh tables' suffix.
+const REBUILDING: &str = "_rebuild";
+
+/// Rebuilds `projection` by replaying its aggregates' events in store order into fresh tables,
+/// then swaps them in as `bookings` does. For read models with few rows per event; bookings
+/// have their own bulk fold.
+pub async fn replay<P: Rebuild>(
+    pool: &PgPool,
+    projection: &P,
+    mut progress: impl FnMut(Progress),
+) -> Result<Rebuilt, ProjectionError> {
+    let started = Instant::now();
+    let offsets = format!("{}#rebuild", P::NAME);
+    let mut setup = format!("DELETE FROM projection_offsets WHERE projection = '{offsets}';");
+    for table in P::TABLES {
+        setup.push_str(&format!(
+            "DROP TABLE IF EXISTS {table}{REBUILDING};
+             CREATE TABLE {table}{REBUILDING} (LIKE {table} INCLUDING ALL);"
+        ));
+    }
+    sqlx::raw_sql(&setup).execute(pool).await?;
+    let types: Vec<String> = P::AGGREGATE_TYPES.iter().map(|t| (*t).to_owned()).collect();
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+            .bind(&types)
+            .fetch_one(pool)
+            .await?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let (mut done, mut after) = (0u64, 0i64);
+    loop {
+        let page: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT position, COALESCE(event_id::text, '') AS event_id, aggregate_type, aggregate_id,
+                    sequence, event_type, event_version, recorded_at, payload, metadata
+             FROM events WHERE aggregate_type = ANY($1) AND position > $2
+             ORDER BY position LIMIT $3",
+        )
+        .bind(&types)
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.position;
+        let mut tx = pool.begin().await?;
+        apply_recorded(&mut tx, projection, &offsets, &page).await?;
+        tx.commit().await?;
+        done += page.len() as u64;
+        progress(Progress {
+            done,
+            total,
+            elapsed: started.elapsed(),
+        });
+    }
+    let caught_up = swap_tables(pool, projection, &offsets).await?;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", P::TABLES[0]))
+        .fetch_one(pool)
+        .await?;
+    Ok(Rebuilt {
+        events: done + caught_up,
+        rows: u64::try_from(rows).unwrap_or(0),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Applies events to the fresh tables and records each one's offset.
+async fn apply_recorded<P: Rebuild>(
+    conn: &mut PgConnection,
+    projection: &P,
+    offsets: &str,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    for event in events {
+        projection.apply_in(conn, REBUILDING, event).await?;
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE
+             SET last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position",
+        )
+        .bind(offsets)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(event.position)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Locks the live tables, applies what committed since the scan (per aggregate, by
+/// sequence), and renames the fresh tables and offsets into place, in one transaction.
+async fn swap_tables<P: Rebuild>(
+    pool: &PgPool,
+    projection: &P,
+    offsets: &str,
+) -> Result<u64, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        P::TABLES.join(", ")
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let types: Vec<String> = P::AGGREGATE_TYPES.iter().map(|t| (*t).to_owned()).collect();
+    let late: Vec<StoredEvent> = sqlx::query_as(
+        "SELECT e.position, COALESCE(e.event_id::text, '') AS event_id, e.aggregate_type,
+                e.aggregate_id, e.sequence, e.event_type, e.event_version, e.recorded_at,
+                e.payload, e.metadata
+         FROM events e
+         LEFT JOIN projection_offsets o ON o.projection = $1
+             AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
+         WHERE e.aggregate_type = ANY($2) AND e.sequence > COALESCE(o.last_sequence, 0)
+         ORDER BY e.aggregate_id, e.sequence",
+    )
+    .bind(offsets)
+    .bind(&types)
+    .fetch_all(&mut *tx)
+    .await?;
+    apply_recorded(&mut tx, projection, offsets, &late).await?;
+    let mut renames = String::new();
+    for table in P::TABLES {
+        renames.push_str(&format!(
+            "ALTER TABLE {table} RENAME TO {table}_replaced;
+             ALTER TABLE {table}{REBUILDING} RENAME TO {table};
+             DROP TABLE {table}_replaced;"
+        ));
+    }
+    renames.push_str(&format!(
+        "DELETE FROM projection_offsets WHERE projection = '{live}';
+         UPDATE projection_offsets SET projection = '{live}' WHERE projection = '{offsets}';
+         DELETE FROM dead_letters WHERE projection = '{live}';",
+        live = P::NAME
+    ));
+    sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(late.len() as u64)
 }

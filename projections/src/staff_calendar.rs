@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::event::StoredEvent;
+use crate::rebuild::Rebuild;
 use crate::runner::{Projection, ProjectionError};
 
 /// The projection.
@@ -24,6 +25,19 @@ impl Projection for StaffCalendars {
     async fn apply(
         &self,
         conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        self.apply_in(conn, "", event).await
+    }
+}
+
+impl Rebuild for StaffCalendars {
+    const TABLES: &'static [&'static str] = &["staff_view", "calendar_entries"];
+
+    async fn apply_in(
+        &self,
+        conn: &mut PgConnection,
+        suffix: &str,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
         let change: StaffEvent = serde_json::from_value(event.payload.clone())
@@ -46,16 +60,16 @@ impl Projection for StaffCalendars {
                     occupied,
                     expires_at,
                 };
-                record_hold(conn, staff_id, event, &entry).await?;
+                record_hold(conn, suffix, staff_id, event, &entry).await?;
             }
             StaffEvent::ReservationConfirmed {
                 booking_id,
                 appointment,
             } => {
-                sqlx::query(
-                    "UPDATE calendar_entries SET held_until = NULL
-                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3",
-                )
+                sqlx::query(&format!(
+                    "UPDATE calendar_entries{suffix} SET held_until = NULL
+                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3"
+                ))
                 .bind(staff_id)
                 .bind(booking_id.0)
                 .bind(appointment.start)
@@ -66,17 +80,17 @@ impl Projection for StaffCalendars {
                 booking_id,
                 appointment,
             } => {
-                sqlx::query(
-                    "DELETE FROM calendar_entries
-                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3",
-                )
+                sqlx::query(&format!(
+                    "DELETE FROM calendar_entries{suffix}
+                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3"
+                ))
                 .bind(staff_id)
                 .bind(booking_id.0)
                 .bind(appointment.start)
                 .execute(&mut *conn)
                 .await?;
             }
-            profile => fold_profile(conn, staff_id, profile, event).await?,
+            profile => fold_profile(conn, suffix, staff_id, profile, event).await?,
         }
         Ok(())
     }
@@ -94,20 +108,21 @@ struct Hold {
 /// Writes a hold; a repeated hold of the same appointment replaces the earlier one.
 async fn record_hold(
     conn: &mut PgConnection,
+    suffix: &str,
     staff_id: Uuid,
     event: &StoredEvent,
     hold: &Hold,
 ) -> Result<(), ProjectionError> {
     let tenant_id = Uuid::parse_str(event.tenant_id())
         .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
-    sqlx::query(
-        "INSERT INTO calendar_entries (staff_id, booking_id, start_at, end_at,
+    sqlx::query(&format!(
+        "INSERT INTO calendar_entries{suffix} (staff_id, booking_id, start_at, end_at,
              occupied_from, occupied_to, tenant_id, service_id, held_until)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (staff_id, booking_id, start_at) DO UPDATE SET
              end_at = EXCLUDED.end_at, occupied_from = EXCLUDED.occupied_from,
-             occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until",
-    )
+             occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until"
+    ))
     .bind(staff_id)
     .bind(hold.booking_id)
     .bind(hold.appointment.start)
@@ -125,30 +140,32 @@ async fn record_hold(
 /// Folds a non-calendar event into the staff member's row.
 async fn fold_profile(
     conn: &mut PgConnection,
+    suffix: &str,
     staff_id: Uuid,
     change: StaffEvent,
     event: &StoredEvent,
 ) -> Result<(), ProjectionError> {
-    let mut staff =
-        sqlx::query_scalar::<_, Json<Staff>>("SELECT state FROM staff_view WHERE staff_id = $1")
-            .bind(staff_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|Json(s)| s)
-            .unwrap_or_default();
+    let mut staff = sqlx::query_scalar::<_, Json<Staff>>(&format!(
+        "SELECT state FROM staff_view{suffix} WHERE staff_id = $1"
+    ))
+    .bind(staff_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|Json(s)| s)
+    .unwrap_or_default();
     staff.apply(change);
     let (Some(tenant_id), Some(branch_id)) = (staff.tenant_id, staff.branch_id) else {
         return Err(ProjectionError::Unreadable(
             "staff event before StaffHired".to_owned(),
         ));
     };
-    sqlx::query(
-        "INSERT INTO staff_view (staff_id, tenant_id, branch_id, name, active, version, position, state)
+    sqlx::query(&format!(
+        "INSERT INTO staff_view{suffix} (staff_id, tenant_id, branch_id, name, active, version, position, state)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (staff_id) DO UPDATE SET
             name = EXCLUDED.name, active = EXCLUDED.active, version = EXCLUDED.version,
-            position = EXCLUDED.position, state = EXCLUDED.state",
-    )
+            position = EXCLUDED.position, state = EXCLUDED.state"
+    ))
     .bind(staff_id)
     .bind(tenant_id.0)
     .bind(branch_id.0)

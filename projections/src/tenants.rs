@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::event::StoredEvent;
+use crate::rebuild::Rebuild;
 use crate::runner::{Projection, ProjectionError};
 
 /// The projection.
@@ -24,24 +25,37 @@ impl Projection for Tenants {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
+        self.apply_in(conn, "", event).await
+    }
+}
+
+impl Rebuild for Tenants {
+    const TABLES: &'static [&'static str] = &["tenants_view"];
+
+    async fn apply_in(
+        &self,
+        conn: &mut PgConnection,
+        suffix: &str,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
         let change: TenantEvent = serde_json::from_value(event.payload.clone())
             .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
         let id = Uuid::parse_str(&event.aggregate_id)
             .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
-        let mut tenant = sqlx::query_scalar::<_, Json<Tenant>>(
-            "SELECT state FROM tenants_view WHERE tenant_id = $1",
-        )
+        let mut tenant = sqlx::query_scalar::<_, Json<Tenant>>(&format!(
+            "SELECT state FROM tenants_view{suffix} WHERE tenant_id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
         .map(|Json(t)| t)
         .unwrap_or_default();
         tenant.apply(change);
-        sqlx::query(
-            "INSERT INTO tenants_view (tenant_id, version, position, state) VALUES ($1, $2, $3, $4)
+        sqlx::query(&format!(
+            "INSERT INTO tenants_view{suffix} (tenant_id, version, position, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id) DO UPDATE SET
-                version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state",
-        )
+                version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state"
+        ))
         .bind(id)
         .bind(event.sequence)
         .bind(event.position)

@@ -16,4 +16,5 @@ mod read_models;
 mod refusals;
 mod relay_crash;
 mod republish;
+mod scripted_day;
 mod snapshots;

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use projections::dead_letters::{self, DeadLetter, Retried};
 use projections::runner::{self, Status};
-use projections::{Bookings, Projection};
+use projections::{Bookings, Projection, StaffCalendars, Tenants};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +24,18 @@ pub fn router() -> Router<AppState> {
 
 /// Every projection's position, backlog and parked events.
 async fn statuses(State(app): State<AppState>) -> Result<axum::Json<Vec<Status>>, ApiError> {
-    let bookings = runner::status::<Bookings>(&app.pool)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(axum::Json(vec![bookings]))
+    let internal = ApiError::internal;
+    Ok(axum::Json(vec![
+        runner::status::<Bookings>(&app.pool)
+            .await
+            .map_err(internal)?,
+        runner::status::<Tenants>(&app.pool)
+            .await
+            .map_err(internal)?,
+        runner::status::<StaffCalendars>(&app.pool)
+            .await
+            .map_err(internal)?,
+    ]))
 }
 
 /// Filter of `GET /deadletters`.
@@ -56,6 +64,8 @@ async fn retry(
 ) -> Result<axum::Json<Retried>, ApiError> {
     let retried = match projection.as_str() {
         Bookings::NAME => dead_letters::retry(&app.pool, &Bookings).await,
+        Tenants::NAME => dead_letters::retry(&app.pool, &Tenants).await,
+        StaffCalendars::NAME => dead_letters::retry(&app.pool, &StaffCalendars).await,
         _ => return Err(ApiError::not_found("projection")),
     };
     Ok(axum::Json(retried.map_err(ApiError::internal)?))
