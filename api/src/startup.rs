@@ -66,6 +66,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::availability::router())
         .merge(routes::customers::router())
         .merge(routes::dashboard::router())
+        .merge(routes::live::router())
         .merge(routes::audit::router())
         .merge(routes::admin::tenant_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))

@@ -11,6 +11,7 @@ mod commands_over_http;
 mod double_booking;
 mod gap;
 mod idempotency_and_isolation;
+mod live_updates;
 mod nats_outage;
 mod read_models;
 mod refusals;
