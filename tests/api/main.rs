@@ -7,6 +7,7 @@
 mod support;
 
 mod audit;
+mod availability;
 mod commands_over_http;
 mod double_booking;
 mod gap;

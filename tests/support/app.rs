@@ -122,9 +122,11 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
 }
 
 async fn start_instance(url: &str, nats_url: &str) -> (String, oneshot::Sender<()>) {
-    let app = Application::build(serve_config(url, nats_url))
-        .await
-        .expect("build app");
+    start_configured(serve_config(url, nats_url)).await
+}
+
+async fn start_configured(config: ServeConfig) -> (String, oneshot::Sender<()>) {
+    let app = Application::build(config).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
@@ -157,6 +159,22 @@ impl TestApp {
         init_tracing();
         let nats = NatsServer::start();
         let (address, stop) = start_instance(&database_url(&pool), &nats.url()).await;
+        Self {
+            address,
+            pool,
+            nats,
+            http: reqwest::Client::new(),
+            stops: vec![stop],
+        }
+    }
+
+    /// Starts a nats-server and the app with its configuration changed by `change`.
+    pub(crate) async fn spawn_with(pool: PgPool, change: impl FnOnce(&mut ServeConfig)) -> Self {
+        init_tracing();
+        let nats = NatsServer::start();
+        let mut config = serve_config(&database_url(&pool), &nats.url());
+        change(&mut config);
+        let (address, stop) = start_configured(config).await;
         Self {
             address,
             pool,
