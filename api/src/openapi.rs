@@ -121,11 +121,12 @@ impl Doc {
 }
 
 impl Doc {
-    /// Marks a GET operation's success body as NDJSON, each line one instance of its schema.
-    fn ndjson(&mut self, path: &str) {
+    /// Marks a GET operation's success body as a stream of `media_type` (NDJSON lines,
+    /// Server-Sent Events), each item one instance of its schema.
+    fn streams_as(&mut self, path: &str, media_type: &str) {
         let ok = &mut self.paths[path]["get"]["responses"]["200"]["content"];
         if let Some(json) = ok.get("application/json").cloned() {
-            *ok = json!({ "application/x-ndjson": json });
+            *ok = json!({ media_type: json });
         }
     }
 
@@ -270,12 +271,13 @@ pub fn document() -> Value {
         "get",
         mcp("/tenant"),
         "tenant",
-        "The tenant with its plan's limits and features",
+        "The tenant profile from its read model: tenant, features, limits",
         None,
         none,
         "200",
-        Data<TenantView>
+        Data<crate::views::TenantProfile>
     );
+    d.query::<crate::routes::tenant::ReadQuery>(&mcp("/tenant"), "get");
     op!(
         "put",
         mcp("/tenant"),
@@ -569,7 +571,7 @@ pub fn document() -> Value {
         projections::event::StoredEvent
     );
     d.query::<crate::routes::audit::AuditQuery>(&mcp("/audit/export"), "get");
-    d.ndjson(&mcp("/audit/export"));
+    d.streams_as(&mcp("/audit/export"), "application/x-ndjson");
     op!(
         "get",
         mcp("/bookings/{booking_id}/history"),
@@ -662,6 +664,202 @@ pub fn document() -> Value {
         Data<BookingView>
     );
 
+    op!(
+        "get",
+        mcp("/tenant/branches"),
+        "branches",
+        "Branches with their services and staff, from the read models",
+        None,
+        none,
+        "200",
+        crate::routes::branches::BranchList
+    );
+    d.query::<crate::routes::branches::BranchesQuery>(&mcp("/tenant/branches"), "get");
+    op!(
+        "get",
+        mcp("/tenant/branches/{branch_id}"),
+        "branches",
+        "A branch with its services and staff",
+        None,
+        none,
+        "200",
+        crate::views::BranchDetail
+    );
+    d.query::<crate::routes::branches::BranchQuery>(&mcp("/tenant/branches/{branch_id}"), "get");
+    op!(
+        "get",
+        mcp("/services"),
+        "services",
+        "The service catalog",
+        None,
+        none,
+        "200",
+        crate::routes::services::Catalog
+    );
+    d.query::<crate::routes::services::CatalogQuery>(&mcp("/services"), "get");
+    op!(
+        "get",
+        mcp("/services/{service_id}"),
+        "services",
+        "A service",
+        None,
+        none,
+        "200",
+        Data<Service>
+    );
+    d.query::<crate::routes::tenant::ReadQuery>(&mcp("/services/{service_id}"), "get");
+    op!(
+        "get",
+        mcp("/staff"),
+        "staff",
+        "The staff directory",
+        None,
+        none,
+        "200",
+        crate::routes::staff::Directory
+    );
+    d.query::<crate::routes::staff::DirectoryQuery>(&mcp("/staff"), "get");
+    op!(
+        "get",
+        mcp("/staff/{staff_id}/calendar"),
+        "staff",
+        "A staff calendar over some dates, live or as of a version or time",
+        None,
+        none,
+        "200",
+        crate::routes::staff::CalendarView
+    );
+    d.query::<crate::routes::staff::CalendarQuery>(&mcp("/staff/{staff_id}/calendar"), "get");
+    op!(
+        "post",
+        mcp("/bookings/check-availability"),
+        "availability",
+        "Free slots for a service on a date or range, and the next free one",
+        None,
+        crate::routes::availability::CheckAvailabilityInput,
+        "200",
+        crate::routes::availability::Availability
+    );
+    op!(
+        "get",
+        mcp("/staff/{staff_id}/availability"),
+        "availability",
+        "A staff member's working hours, free time and utilization per day",
+        None,
+        none,
+        "200",
+        crate::routes::availability::StaffAvailability
+    );
+    d.query::<crate::routes::availability::StaffAvailabilityQuery>(
+        &mcp("/staff/{staff_id}/availability"),
+        "get",
+    );
+    op!(
+        "get",
+        mcp("/staff/available"),
+        "availability",
+        "Qualified staff free for a service at a time, best first",
+        None,
+        none,
+        "200",
+        crate::routes::availability::FreeStaffList
+    );
+    d.query::<crate::routes::availability::AvailableStaffQuery>(&mcp("/staff/available"), "get");
+    op!(
+        "get",
+        mcp("/staff/{staff_id}/workload"),
+        "dashboard",
+        "A staff member's appointments and utilization per day",
+        None,
+        none,
+        "200",
+        crate::routes::dashboard::Workload
+    );
+    d.query::<crate::routes::dashboard::StaffSpanQuery>(&mcp("/staff/{staff_id}/workload"), "get");
+    op!(
+        "get",
+        mcp("/staff/{staff_id}/performance"),
+        "dashboard",
+        "A staff member's outcomes, no-show rate, utilization and bookings per day",
+        None,
+        none,
+        "200",
+        crate::routes::dashboard::Performance
+    );
+    d.query::<crate::routes::dashboard::StaffSpanQuery>(
+        &mcp("/staff/{staff_id}/performance"),
+        "get",
+    );
+    op!(
+        "get",
+        mcp("/dashboard/summary"),
+        "dashboard",
+        "Bookings by outcome, revenue, utilization, source mix and busiest hours",
+        None,
+        none,
+        "200",
+        crate::routes::dashboard::Summary
+    );
+    d.query::<crate::routes::dashboard::SummaryQuery>(&mcp("/dashboard/summary"), "get");
+    op!(
+        "get",
+        mcp("/dashboard/timeseries"),
+        "dashboard",
+        "Bookings and revenue per hour, day, week or month",
+        None,
+        none,
+        "200",
+        crate::routes::dashboard::Timeseries
+    );
+    d.query::<crate::routes::dashboard::TimeseriesQuery>(&mcp("/dashboard/timeseries"), "get");
+    op!(
+        "get",
+        mcp("/customers"),
+        "customers",
+        "Customers derived from their bookings, by phone number, paged",
+        None,
+        none,
+        "200",
+        crate::routes::customers::CustomerPage
+    );
+    d.query::<crate::routes::customers::CustomersQuery>(&mcp("/customers"), "get");
+    op!(
+        "get",
+        mcp("/customers/{phone}"),
+        "customers",
+        "One customer",
+        None,
+        none,
+        "200",
+        projections::customers::Customer
+    );
+    d.query::<crate::routes::customers::ReadQuery>(&mcp("/customers/{phone}"), "get");
+    op!(
+        "get",
+        mcp("/audit/stream"),
+        "audit",
+        "The tenant's events as Server-Sent Events, live from a position",
+        None,
+        none,
+        "200",
+        projections::event::StoredEvent
+    );
+    d.query::<crate::routes::live::StreamQuery>(&mcp("/audit/stream"), "get");
+    op!(
+        "get",
+        mcp("/branches/{branch_id}/events"),
+        "branches",
+        "A branch's live channel as Server-Sent Events",
+        None,
+        none,
+        "200",
+        crate::routes::live::BranchUpdate
+    );
+    d.query::<crate::routes::live::StreamQuery>(&mcp("/branches/{branch_id}/events"), "get");
+    d.streams_as(&mcp("/audit/stream"), "text/event-stream");
+    d.streams_as(&mcp("/branches/{branch_id}/events"), "text/event-stream");
+    d.query::<crate::routes::bookings::ShowBookingQuery>(&mcp("/bookings/{booking_id}"), "get");
+
     let error = d.generator.subschema_for::<ErrorEnvelope>();
     let mut responses = Map::new();
     for (status, description) in ERROR_STATUSES {
@@ -713,5 +911,30 @@ mod tests {
         let post = &doc["paths"]["/api/v2/mcp/bookings"]["post"];
         assert!(post["requestBody"].is_object());
         assert!(post["responses"]["409"].is_object());
+    }
+
+    #[test]
+    fn read_routes_document_their_queries_and_streams() {
+        let doc = document();
+        let paths = &doc["paths"];
+        let parameters = |path: &str| -> Vec<String> {
+            paths[path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert!(parameters("/api/v2/mcp/staff/available").contains(&"date_time".to_owned()));
+        assert!(parameters("/api/v2/mcp/dashboard/summary").contains(&"min_position".to_owned()));
+        assert!(parameters("/api/v2/mcp/bookings/{booking_id}").contains(&"as_of".to_owned()));
+        assert!(
+            paths["/api/v2/mcp/bookings/check-availability"]["post"]["requestBody"].is_object()
+        );
+        assert!(
+            paths["/api/v2/mcp/audit/stream"]["get"]["responses"]["200"]["content"]
+                ["text/event-stream"]
+                .is_object()
+        );
     }
 }
