@@ -257,6 +257,7 @@ impl Application {
             idempotency: Idempotency::new(pool.clone()),
             pool,
             nats,
+            calendars: projections::staff_calendar::CalendarCache::default(),
             operator_token: config.operator_token,
         }));
         let listener = TcpListener::bind(config.bind)

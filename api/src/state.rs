@@ -28,6 +28,8 @@ pub struct Shared {
     pub pool: PgPool,
     /// The NATS client, for health checks.
     pub nats: async_nats::Client,
+    /// Staff calendars recently read, for availability.
+    pub calendars: projections::staff_calendar::CalendarCache,
     /// The operator's token; operator routes are closed without one.
     pub operator_token: Option<SecretString>,
 }

@@ -14,7 +14,9 @@ use serde::Serialize;
 use crate::Staff;
 use crate::settings::BookingRules;
 use crate::tenant::{Branch, Service};
-use crate::values::{BookingId, BranchId, StaffId, TimeRange};
+use crate::values::{
+    BookingId, BranchId, ClockRange, ClockTime, StaffId, TimeRange, local_range_to_utc,
+};
 
 /// Time taken on a staff calendar by a booking: a reservation, or a hold until it lapses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +42,10 @@ impl Busy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Slot {
     /// Appointment start.
+    #[serde(serialize_with = "rfc3339")]
     pub start: DateTime<Utc>,
     /// Appointment end.
+    #[serde(serialize_with = "rfc3339")]
     pub end: DateTime<Utc>,
     /// Who would serve it.
     pub staff_id: StaffId,
@@ -49,43 +53,147 @@ pub struct Slot {
     pub branch_id: BranchId,
 }
 
-/// A staff member with the busy time on their calendar (any order).
+/// Writes an instant as RFC 3339 in UTC, as chrono does, by integer arithmetic for whole
+/// seconds: an answer may carry tens of thousands of slots.
+fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    let seconds = t.timestamp();
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    if t.timestamp_subsec_nanos() != 0 || !(0..=9999).contains(&year) {
+        return t.serialize(serializer);
+    }
+    let of_day = seconds.rem_euclid(86_400);
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, value: i64, digits: usize| {
+        let mut v = value;
+        for i in (0..digits).rev() {
+            out[at + i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, of_day / 3600, 2);
+    put(14, of_day / 60 % 60, 2);
+    put(17, of_day % 60, 2);
+    serializer.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (the inverse
+/// of Howard Hinnant's `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// An instant as nanoseconds since the epoch, saturating outside 1677–2262.
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() > 0 {
+        i64::MAX
+    } else {
+        i64::MIN
+    })
+}
+
+/// A half-open interval of nanoseconds since the epoch: what the slot search compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    from: i64,
+    to: i64,
+}
+
+impl Span {
+    fn of(range: &TimeRange) -> Self {
+        Self {
+            from: nanos(range.start),
+            to: nanos(range.end),
+        }
+    }
+
+    fn overlaps(self, other: Self) -> bool {
+        self.from < other.to && other.from < self.to
+    }
+
+    fn contains(self, other: Self) -> bool {
+        self.from <= other.from && other.to <= self.to
+    }
+}
+
+const MINUTE: i64 = 60_000_000_000;
+
+/// A staff member with the busy time on their calendar, sorted by start.
 #[derive(Debug, Clone, Default)]
 pub struct StaffCalendar {
     /// The staff member (profile, skills, schedule, overrides, blocks).
     pub staff: Staff,
-    /// Holds and reservations.
-    pub busy: Vec<Busy>,
+    /// Holds and reservations, by occupied start.
+    busy: Vec<Busy>,
+    /// Their occupied time and when each stops blocking (`i64::MAX`: a reservation).
+    spans: Vec<(Span, i64)>,
+    /// The longest occupied time among them.
+    longest: i64,
 }
 
 impl StaffCalendar {
-    /// Sorts the busy time by start; queries below expect it.
+    /// The calendar of `staff` with `busy` time in any order.
     pub fn new(staff: Staff, mut busy: Vec<Busy>) -> Self {
         busy.sort_by_key(|b| b.occupied.start);
-        Self { staff, busy }
+        let spans: Vec<(Span, i64)> = busy
+            .iter()
+            .map(|b| (Span::of(&b.occupied), b.held_until.map_or(i64::MAX, nanos)))
+            .collect();
+        let longest = spans
+            .iter()
+            .map(|(s, _)| s.to.saturating_sub(s.from))
+            .max()
+            .unwrap_or_default();
+        Self {
+            staff,
+            busy,
+            spans,
+            longest,
+        }
+    }
+
+    /// The holds and reservations, by occupied start.
+    pub fn busy(&self) -> &[Busy] {
+        &self.busy
     }
 
     /// Whether `occupied` is clear of blocks and of live busy time at `now`.
     pub fn is_free(&self, occupied: &TimeRange, now: DateTime<Utc>) -> bool {
-        if self
-            .staff
+        self.is_free_at(Span::of(occupied), nanos(now), &self.block_spans())
+    }
+
+    fn block_spans(&self) -> Vec<Span> {
+        self.staff
             .blocks
             .values()
-            .any(|b| b.range.overlaps(occupied))
-        {
+            .map(|b| Span::of(&b.range))
+            .collect()
+    }
+
+    fn is_free_at(&self, occupied: Span, now: i64, blocks: &[Span]) -> bool {
+        if blocks.iter().any(|b| b.overlaps(occupied)) {
             return false;
         }
-        // Busy time is sorted by start: only entries starting before `occupied` ends can
-        // overlap, and none is longer than a day (480 minutes plus buffers).
-        let upto = self
-            .busy
-            .partition_point(|b| b.occupied.start < occupied.end);
-        let earliest = occupied.start - Duration::days(1);
-        !self.busy[..upto]
+        // Sorted by start: only entries starting before `occupied` ends, and no earlier than
+        // the longest entry before its start, can overlap it.
+        let upto = self.spans.partition_point(|(s, _)| s.from < occupied.to);
+        let earliest = occupied.from.saturating_sub(self.longest);
+        !self.spans[..upto]
             .iter()
             .rev()
-            .take_while(|b| b.occupied.start >= earliest)
-            .any(|b| b.blocks_at(now) && b.occupied.overlaps(occupied))
+            .take_while(|(s, _)| s.from >= earliest)
+            .any(|(s, until)| *until > now && s.overlaps(occupied))
     }
 
     /// Whether the staff member could take `service` for `appointment` at `now`: active,
@@ -135,53 +243,66 @@ impl SlotSearch<'_> {
             && self.service.branch_ids.contains(&self.branch.id)
     }
 
+    /// The staff member's id if they could serve this search at all: the service offered
+    /// at the branch, and they active there and qualified.
+    fn serves(&self, staff: &Staff) -> Option<StaffId> {
+        (self.is_offered()
+            && staff.active
+            && staff.branch_id == Some(self.branch.id)
+            && staff.skills.contains_key(&self.service.id))
+        .then_some(staff.id)
+        .flatten()
+    }
+
     /// Every bookable slot with this staff member, in start order.
     pub fn slots(&self, calendar: &StaffCalendar) -> Vec<Slot> {
         let staff = &calendar.staff;
-        let Some(staff_id) = staff.id else {
+        let Some(staff_id) = self.serves(staff) else {
             return vec![];
         };
-        if !self.is_offered()
-            || !staff.active
-            || staff.branch_id != Some(self.branch.id)
-            || !staff.skills.contains_key(&self.service.id)
-        {
-            return vec![];
-        }
         let tz = staff.time_zone.unwrap_or(self.branch.time_zone);
-        let step = Duration::minutes(i64::from(self.rules.slot_interval_minutes.max(5)));
-        let length = Duration::minutes(i64::from(self.service.duration_minutes));
-        let earliest = self.now + Duration::minutes(i64::from(self.rules.min_notice_minutes));
-        let latest = self.now + Duration::days(i64::from(self.rules.max_advance_days));
+        let step_minutes = i64::from(self.rules.slot_interval_minutes.max(5));
+        let step = step_minutes * MINUTE;
+        let length = i64::from(self.service.duration_minutes) * MINUTE;
+        let (before, after) = (
+            i64::from(self.service.buffer_before_minutes) * MINUTE,
+            i64::from(self.service.buffer_after_minutes) * MINUTE,
+        );
+        let now = nanos(self.now);
+        let earliest = now + i64::from(self.rules.min_notice_minutes) * MINUTE;
+        let latest = nanos(self.now + Duration::days(i64::from(self.rules.max_advance_days)));
+        let blocks = calendar.block_spans();
         let mut out = Vec::new();
         for date in dates(&self.dates) {
             let Some(hours) = staff.hours_on(date) else {
                 continue;
             };
-            let breaks = hours.breaks_on(date, tz);
+            let breaks: Vec<Span> = hours.breaks_on(date, tz).iter().map(Span::of).collect();
             let opening = Opening::of(self.branch, date);
             for range in hours.working_on(date, tz) {
-                let mut start = aligned(range.start, tz, step);
-                while start + length <= range.end && start <= latest {
-                    let appointment = TimeRange {
-                        start,
-                        end: start + length,
+                let end = nanos(range.end);
+                let mut start = nanos(aligned(range.start, tz, Duration::minutes(step_minutes)));
+                while start + length <= end && start <= latest {
+                    let appointment = Span {
+                        from: start,
+                        to: start + length,
                     };
                     if start >= earliest
-                        && start > self.now
-                        && !breaks.iter().any(|b| b.overlaps(&appointment))
-                        && opening.admits(self.branch, &appointment)
-                        && calendar.is_free(
-                            &appointment.widened(
-                                self.service.buffer_before_minutes,
-                                self.service.buffer_after_minutes,
-                            ),
-                            self.now,
+                        && start > now
+                        && !breaks.iter().any(|b| b.overlaps(appointment))
+                        && opening.admits(self.branch, appointment)
+                        && calendar.is_free_at(
+                            Span {
+                                from: start - before,
+                                to: appointment.to + after,
+                            },
+                            now,
+                            &blocks,
                         )
                     {
                         out.push(Slot {
-                            start,
-                            end: appointment.end,
+                            start: DateTime::from_timestamp_nanos(start),
+                            end: DateTime::from_timestamp_nanos(appointment.to),
                             staff_id,
                             branch_id: self.branch.id,
                         });
@@ -233,7 +354,7 @@ pub fn day_plans(
             taken.extend(staff.blocks.values().map(|b| b.range));
             taken.extend(
                 calendar
-                    .busy
+                    .busy()
                     .iter()
                     .filter(|b| b.blocks_at(now))
                     .map(|b| b.occupied),
@@ -277,9 +398,10 @@ pub fn day_plans(
 
 /// The branch's opening ranges on one local date, converted once.
 struct Opening {
-    date: NaiveDate,
-    ranges: Vec<TimeRange>,
-    breaks: Vec<TimeRange>,
+    /// The date's instants in the branch's zone.
+    bounds: Option<Span>,
+    ranges: Vec<Span>,
+    breaks: Vec<Span>,
 }
 
 impl Opening {
@@ -293,23 +415,30 @@ impl Opening {
                 )
             },
         );
+        let whole_day = ClockTime::new(0, 0)
+            .zip(ClockTime::new(24, 0))
+            .map(|(start, end)| ClockRange { start, end });
         Self {
-            date,
-            ranges,
-            breaks,
+            bounds: whole_day
+                .and_then(|day| local_range_to_utc(date, day, branch.time_zone))
+                .map(|r| Span::of(&r)),
+            ranges: ranges.iter().map(Span::of).collect(),
+            breaks: breaks.iter().map(Span::of).collect(),
         }
     }
 
     /// As `WeeklyHours::admits` on the appointment's local date in the branch's zone.
-    fn admits(&self, branch: &Branch, appointment: &TimeRange) -> bool {
-        let date = appointment
-            .start
-            .with_timezone(&branch.time_zone)
-            .date_naive();
-        if date != self.date {
-            return branch
-                .business_hours
-                .admits(date, branch.time_zone, appointment);
+    fn admits(&self, branch: &Branch, appointment: Span) -> bool {
+        let on_this_date = self
+            .bounds
+            .is_some_and(|b| b.from <= appointment.from && appointment.from < b.to);
+        if !on_this_date {
+            let range = TimeRange {
+                start: DateTime::from_timestamp_nanos(appointment.from),
+                end: DateTime::from_timestamp_nanos(appointment.to),
+            };
+            let date = range.start.with_timezone(&branch.time_zone).date_naive();
+            return branch.business_hours.admits(date, branch.time_zone, &range);
         }
         self.ranges.iter().any(|r| r.contains(appointment))
             && !self.breaks.iter().any(|b| b.overlaps(appointment))
@@ -581,6 +710,38 @@ mod tests {
             .earliest()
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn slots_are_written_as_chrono_writes_instants() {
+        let staff_id = StaffId::new();
+        let branch_id = BranchId::new();
+        for (start, end) in [
+            (berlin(2030, 1, 8, 9, 0), berlin(2030, 1, 8, 9, 45)),
+            (
+                berlin(2030, 1, 8, 9, 0) + Duration::milliseconds(1500),
+                berlin(2030, 12, 31, 23, 59),
+            ),
+        ] {
+            let slot = Slot {
+                start,
+                end,
+                staff_id,
+                branch_id,
+            };
+            let written = serde_json::to_value(slot).unwrap();
+            assert_eq!(written["start"], serde_json::to_value(start).unwrap());
+            assert_eq!(written["end"], serde_json::to_value(end).unwrap());
+        }
+        // Every few days from 1970 to 2200, at an odd second of the day.
+        for days in (0..84_000).step_by(7) {
+            let t = DateTime::from_timestamp(days * 86_400 + 45_296, 0).unwrap();
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(
+                format!("{y:04}-{m:02}-{d:02}"),
+                t.format("%Y-%m-%d").to_string()
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! skills, weekly schedule, overrides, blocks) and their calendars (holds and reservations, one
 //! row each), which availability is computed from.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, Duration, Utc};
 use domain::availability::{Busy, StaffCalendar};
 use domain::values::{BookingId, TimeRange};
@@ -213,6 +216,7 @@ pub async fn get(
     Ok(row.map(|(Json(s), v)| (s, v)))
 }
 
+/// A calendar entry's columns.
 type Entry = (
     Uuid,
     Uuid,
@@ -234,40 +238,115 @@ pub struct CalendarFilter {
     pub staff_ids: Option<Vec<Uuid>>,
 }
 
-/// The calendars matching `filter`, with their holds and reservations that overlap `window`.
-pub async fn calendars(
+/// Staff members and their calendars as last read, each kept while its stream stands still.
+///
+/// A staff member's offset in `projection_offsets` moves with every event applied to their
+/// row or calendar, in the same transaction: a read first fetches the offsets of the staff it
+/// needs (one small query), then loads only those whose offset moved since they were cached.
+/// The offset is read before the rows it tags, so a cached calendar is never newer than its
+/// tag says; at worst it is loaded once more. Shared by every request of an instance.
+#[derive(Debug, Default)]
+pub struct CalendarCache {
+    cached: Mutex<HashMap<Uuid, Arc<Cached>>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    /// The staff stream's last applied sequence when this was read.
+    sequence: i64,
+    /// Holds every entry that ends after this instant.
+    since: DateTime<Utc>,
+    staff: Staff,
+    busy: Vec<Busy>,
+}
+
+impl CalendarCache {
+    /// The calendars matching `filter`, with their holds and reservations that overlap
+    /// `window`, in name order.
+    pub async fn calendars(
+        &self,
+        pool: &PgPool,
+        filter: &CalendarFilter,
+        window: &TimeRange,
+    ) -> Result<Vec<StaffCalendar>, sqlx::Error> {
+        let current: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT v.staff_id, COALESCE(o.last_sequence, 0) FROM staff_view v
+             LEFT JOIN projection_offsets o ON o.projection = $4 AND o.aggregate_type = 'Staff'
+                 AND o.aggregate_id = v.staff_id::text
+             WHERE v.tenant_id = $1 AND ($2::uuid[] IS NULL OR v.branch_id = ANY($2))
+               AND ($3::uuid[] IS NULL OR v.staff_id = ANY($3))
+             ORDER BY v.name, v.staff_id",
+        )
+        .bind(filter.tenant_id)
+        .bind(filter.branch_ids.as_deref())
+        .bind(filter.staff_ids.as_deref())
+        .bind(StaffCalendars::NAME)
+        .fetch_all(pool)
+        .await?;
+        // An entry is at most a day long (480 minutes plus buffers).
+        let since = window.start - Duration::days(1);
+        let stale: Vec<(Uuid, i64)> = {
+            let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+            current
+                .iter()
+                .filter(|(id, sequence)| {
+                    cached
+                        .get(id)
+                        .is_none_or(|c| c.sequence != *sequence || c.since > since)
+                })
+                .copied()
+                .collect()
+        };
+        if !stale.is_empty() {
+            let loaded = load(pool, &stale, since).await?;
+            let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+            cached.extend(loaded);
+        }
+        let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(current
+            .iter()
+            .filter_map(|(id, _)| cached.get(id))
+            .map(|c| {
+                let busy = c
+                    .busy
+                    .iter()
+                    .filter(|b| b.occupied.start < window.end && window.start < b.occupied.end)
+                    .copied()
+                    .collect();
+                StaffCalendar::new(c.staff.clone(), busy)
+            })
+            .collect())
+    }
+}
+
+/// Reads staff members' rows and every calendar entry of theirs ending after `since`.
+async fn load(
     pool: &PgPool,
-    filter: &CalendarFilter,
-    window: &TimeRange,
-) -> Result<Vec<StaffCalendar>, sqlx::Error> {
-    let staff: Vec<(Uuid, Json<Staff>)> = sqlx::query_as(
-        "SELECT staff_id, state FROM staff_view
-         WHERE tenant_id = $1 AND ($2::uuid[] IS NULL OR branch_id = ANY($2))
-           AND ($3::uuid[] IS NULL OR staff_id = ANY($3))
-         ORDER BY name, staff_id",
-    )
-    .bind(filter.tenant_id)
-    .bind(filter.branch_ids.as_deref())
-    .bind(filter.staff_ids.as_deref())
-    .fetch_all(pool)
-    .await?;
+    staff: &[(Uuid, i64)],
+    since: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Arc<Cached>)>, sqlx::Error> {
     let ids: Vec<Uuid> = staff.iter().map(|(id, _)| *id).collect();
-    // An entry is at most a day long (480 minutes plus buffers): the lower bound on its
-    // start keeps the index scan to the window.
-    let entries: Vec<Entry> = sqlx::query_as(
-        "SELECT staff_id, booking_id, start_at, end_at, occupied_from, occupied_to, held_until
-             FROM calendar_entries
-             WHERE staff_id = ANY($1) AND occupied_from >= $2 AND occupied_from < $3
-               AND occupied_to > $4",
+    let states: HashMap<Uuid, Staff> = sqlx::query_as::<_, (Uuid, Json<Staff>)>(
+        "SELECT staff_id, state FROM staff_view WHERE staff_id = ANY($1)",
     )
     .bind(&ids)
-    .bind(window.start - Duration::days(1))
-    .bind(window.end)
-    .bind(window.start)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(id, Json(s))| (id, s))
+    .collect();
+    let rows: Vec<Entry> = sqlx::query_as(
+        "SELECT staff_id, booking_id, start_at, end_at, occupied_from, occupied_to, held_until
+         FROM calendar_entries
+         WHERE staff_id = ANY($1) AND occupied_from >= $2 - interval '1 day'
+           AND occupied_to > $2",
+    )
+    .bind(&ids)
+    .bind(since)
     .fetch_all(pool)
     .await?;
-    let mut busy: std::collections::HashMap<Uuid, Vec<Busy>> = std::collections::HashMap::new();
-    for (staff_id, booking_id, start, end, from, to, held_until) in entries {
+    let mut busy: HashMap<Uuid, Vec<Busy>> = HashMap::new();
+    for (staff_id, booking_id, start, end, from, to, held_until) in rows {
         busy.entry(staff_id).or_default().push(Busy {
             booking_id: BookingId(booking_id),
             appointment: TimeRange { start, end },
@@ -278,8 +357,22 @@ pub async fn calendars(
             held_until,
         });
     }
+    let mut states = states;
     Ok(staff
-        .into_iter()
-        .map(|(id, Json(s))| StaffCalendar::new(s, busy.remove(&id).unwrap_or_default()))
+        .iter()
+        .filter_map(|(id, sequence)| {
+            let staff = states.remove(id)?;
+            let mut entries = busy.remove(id).unwrap_or_default();
+            entries.sort_by_key(|b| b.occupied.start);
+            Some((
+                *id,
+                Arc::new(Cached {
+                    sequence: *sequence,
+                    since,
+                    staff,
+                    busy: entries,
+                }),
+            ))
+        })
         .collect())
 }

@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+#[path = "bench/availability.rs"]
+mod availability;
 #[path = "bench/read_side.rs"]
 mod read_side;
 
@@ -478,6 +480,12 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "availability") {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        return availability::run(&server, nats_url, &http).await;
+    }
     // The write side's figures, with no read model competing for the cores.
     let projections = std::env::var("BENCH_PROJECTIONS").is_ok_and(|v| v == "true");
     let Server {
@@ -516,7 +524,8 @@ async fn main() -> anyhow::Result<()> {
     report(&results, &raw, &saturated, caught_up);
     steady_relay_lag(&http, &base, &salon, 200 + 2 * n, &pool, &lags).await?;
     let _ = stop.send(());
-    read_side::run(&server, nats_url, &http).await
+    read_side::run(&server, nats_url.clone(), &http).await?;
+    availability::run(&server, nats_url, &http).await
 }
 
 /// Empties the lag histogram, returning what it held.

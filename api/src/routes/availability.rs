@@ -180,17 +180,20 @@ impl Search<'_> {
             start: reads::midnight(span.start, chrono_tz::UTC) - Duration::days(1),
             end: reads::midnight(span.end, chrono_tz::UTC) + Duration::days(2),
         };
-        let calendars = staff_calendar::calendars(
-            &self.app.pool,
-            &CalendarFilter {
-                tenant_id: self.tenant.id.map(|t| t.0).unwrap_or_default(),
-                branch_ids: Some(self.branches.iter().map(|b| b.id.0).collect()),
-                staff_ids: self.staff_id.map(|s| vec![s.0]),
-            },
-            &window,
-        )
-        .await
-        .map_err(ApiError::internal)?;
+        let calendars = self
+            .app
+            .calendars
+            .calendars(
+                &self.app.pool,
+                &CalendarFilter {
+                    tenant_id: self.tenant.id.map(|t| t.0).unwrap_or_default(),
+                    branch_ids: Some(self.branches.iter().map(|b| b.id.0).collect()),
+                    staff_ids: self.staff_id.map(|s| vec![s.0]),
+                },
+                &window,
+            )
+            .await
+            .map_err(ApiError::internal)?;
         let mut slots: Vec<Slot> = self
             .branches
             .iter()
@@ -318,17 +321,19 @@ pub(crate) async fn staff_days(
         ahead,
         MAX_SPAN_DAYS,
     )?;
-    let mut calendars = staff_calendar::calendars(
-        &app.pool,
-        &CalendarFilter {
-            tenant_id: caller.who.tenant_id.0,
-            branch_ids: None,
-            staff_ids: Some(vec![staff_id.0]),
-        },
-        &span.instants(tz),
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let mut calendars = app
+        .calendars
+        .calendars(
+            &app.pool,
+            &CalendarFilter {
+                tenant_id: caller.who.tenant_id.0,
+                branch_ids: None,
+                staff_ids: Some(vec![staff_id.0]),
+            },
+            &span.instants(tz),
+        )
+        .await
+        .map_err(ApiError::internal)?;
     let calendar = calendars
         .pop()
         .ok_or_else(|| ApiError::not_found("staff member"))?;
@@ -414,17 +419,19 @@ async fn available_staff(
         start: date,
         end: date,
     };
-    let calendars = staff_calendar::calendars(
-        &app.pool,
-        &CalendarFilter {
-            tenant_id: caller.who.tenant_id.0,
-            branch_ids: Some(vec![branch.id.0]),
-            staff_ids: None,
-        },
-        &day.instants(branch.time_zone),
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let calendars = app
+        .calendars
+        .calendars(
+            &app.pool,
+            &CalendarFilter {
+                tenant_id: caller.who.tenant_id.0,
+                branch_ids: Some(vec![branch.id.0]),
+                staff_ids: None,
+            },
+            &day.instants(branch.time_zone),
+        )
+        .await
+        .map_err(ApiError::internal)?;
     let free = ranked(&calendars, &service, &appointment, date, now);
     Ok(axum::Json(FreeStaffList {
         data: free,

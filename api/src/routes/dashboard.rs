@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use domain::availability::day_plans;
 use domain::values::{BranchId, Money, StaffId};
 use projections::dashboard::{self, Bucket, HourCount, Outcomes, Point, Scope, SourceMix};
-use projections::staff_calendar::{self, CalendarFilter};
+use projections::staff_calendar::CalendarFilter;
 use projections::{Bookings, StaffCalendars};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -122,20 +122,22 @@ async fn summary(
     let busiest_hours = dashboard::busiest_hours(&app.pool, &scope, 5)
         .await
         .map_err(internal)?;
-    let calendars = staff_calendar::calendars(
-        &app.pool,
-        &CalendarFilter {
-            tenant_id: scope.tenant_id,
-            branch_ids: scope.branch_id.map(|b| vec![b]),
-            staff_ids: None,
-        },
-        &domain::values::TimeRange {
-            start: scope.from,
-            end: scope.to,
-        },
-    )
-    .await
-    .map_err(internal)?;
+    let calendars = app
+        .calendars
+        .calendars(
+            &app.pool,
+            &CalendarFilter {
+                tenant_id: scope.tenant_id,
+                branch_ids: scope.branch_id.map(|b| vec![b]),
+                staff_ids: None,
+            },
+            &domain::values::TimeRange {
+                start: scope.from,
+                end: scope.to,
+            },
+        )
+        .await
+        .map_err(internal)?;
     let (booked, working) = calendars
         .iter()
         .flat_map(|c| day_plans(c, &(span.start..=span.end), caller.meta.now))

@@ -190,7 +190,7 @@ async fn calendar(
     let window = span.instants(tz);
     let (staff, entries, version) = match &query.as_of {
         None => {
-            let entries = live.busy.iter().map(CalendarSlot::of_busy).collect();
+            let entries = live.busy().iter().map(CalendarSlot::of_busy).collect();
             (live.staff, entries, None)
         }
         Some(as_of) => {
