@@ -32,6 +32,158 @@ impl Projection for StaffCalendars {
     ) -> Result<(), ProjectionError> {
         self.apply_in(conn, "", event).await
     }
+
+    /// Folds a batch's calendar events per entry in memory and writes them in three
+    /// statements (holds, confirmations, releases); profile events are folded one by one.
+    async fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut changes = CalendarChanges::default();
+        for event in events {
+            let change: StaffEvent = serde_json::from_value(event.payload.clone())
+                .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+            let staff_id = Uuid::parse_str(&event.aggregate_id)
+                .map_err(|e| ProjectionError::Unreadable(format!("staff id: {e}")))?;
+            if let Some(profile) = changes.note(staff_id, change, event)? {
+                fold_profile(conn, "", staff_id, profile, event).await?;
+            }
+        }
+        changes.write(conn).await
+    }
+}
+
+/// What a batch does to calendar entries, per entry: its last state wins.
+#[derive(Default)]
+struct CalendarChanges {
+    entries: HashMap<(Uuid, Uuid, DateTime<Utc>), Change>,
+}
+
+enum Change {
+    /// Write the hold (as a reservation if `held_until` is None).
+    Hold(Uuid, Hold),
+    /// Turn an entry written before this batch into a reservation.
+    Confirm,
+    /// Delete the entry.
+    Release,
+}
+
+impl CalendarChanges {
+    /// Records a calendar event; hands back any other event for the caller to fold.
+    fn note(
+        &mut self,
+        staff_id: Uuid,
+        change: StaffEvent,
+        event: &StoredEvent,
+    ) -> Result<Option<StaffEvent>, ProjectionError> {
+        match change {
+            StaffEvent::SlotHeld {
+                booking_id,
+                service_id,
+                appointment,
+                occupied,
+                expires_at,
+                ..
+            } => {
+                let tenant_id = Uuid::parse_str(event.tenant_id())
+                    .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
+                let hold = Hold {
+                    booking_id: booking_id.0,
+                    service_id: service_id.0,
+                    appointment,
+                    occupied,
+                    expires_at: Some(expires_at),
+                };
+                self.entries.insert(
+                    (staff_id, booking_id.0, appointment.start),
+                    Change::Hold(tenant_id, hold),
+                );
+            }
+            StaffEvent::ReservationConfirmed {
+                booking_id,
+                appointment,
+            } => {
+                let key = (staff_id, booking_id.0, appointment.start);
+                match self.entries.get_mut(&key) {
+                    Some(Change::Hold(_, hold)) => hold.expires_at = None,
+                    Some(Change::Confirm | Change::Release) => {}
+                    None => {
+                        self.entries.insert(key, Change::Confirm);
+                    }
+                }
+            }
+            StaffEvent::SlotReleased {
+                booking_id,
+                appointment,
+            } => {
+                self.entries
+                    .insert((staff_id, booking_id.0, appointment.start), Change::Release);
+            }
+            profile => return Ok(Some(profile)),
+        }
+        Ok(None)
+    }
+
+    async fn write(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        let mut holds: Vec<(Uuid, Uuid, Hold)> = Vec::new();
+        let mut confirms: Vec<(Uuid, Uuid, DateTime<Utc>)> = Vec::new();
+        let mut releases: Vec<(Uuid, Uuid, DateTime<Utc>)> = Vec::new();
+        for ((staff_id, booking_id, start), change) in self.entries {
+            match change {
+                Change::Hold(tenant_id, hold) => holds.push((staff_id, tenant_id, hold)),
+                Change::Confirm => confirms.push((staff_id, booking_id, start)),
+                Change::Release => releases.push((staff_id, booking_id, start)),
+            }
+        }
+        if !holds.is_empty() {
+            sqlx::query(
+                "INSERT INTO calendar_entries (staff_id, booking_id, start_at, end_at,
+                     occupied_from, occupied_to, tenant_id, service_id, held_until)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[],
+                     $5::timestamptz[], $6::timestamptz[], $7::uuid[], $8::uuid[], $9::timestamptz[])
+                 ON CONFLICT (staff_id, booking_id, start_at) DO UPDATE SET
+                     end_at = EXCLUDED.end_at, occupied_from = EXCLUDED.occupied_from,
+                     occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until",
+            )
+            .bind(holds.iter().map(|(s, _, _)| *s).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.booking_id).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.appointment.start).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.appointment.end).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.occupied.start).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.occupied.end).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, t, _)| *t).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.service_id).collect::<Vec<_>>())
+            .bind(holds.iter().map(|(_, _, h)| h.expires_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        for (rows, statement) in [
+            (
+                confirms,
+                "UPDATE calendar_entries c SET held_until = NULL
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(staff_id, booking_id, start_at)
+                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at",
+            ),
+            (
+                releases,
+                "DELETE FROM calendar_entries c
+                 USING UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(staff_id, booking_id, start_at)
+                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at",
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            sqlx::query(statement)
+                .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 impl Rebuild for StaffCalendars {
@@ -61,7 +213,7 @@ impl Rebuild for StaffCalendars {
                     service_id: service_id.0,
                     appointment,
                     occupied,
-                    expires_at,
+                    expires_at: Some(expires_at),
                 };
                 record_hold(conn, suffix, staff_id, event, &entry).await?;
             }
@@ -99,13 +251,13 @@ impl Rebuild for StaffCalendars {
     }
 }
 
-/// A SlotHeld's entry.
+/// A SlotHeld's entry; without `expires_at`, already a reservation.
 struct Hold {
     booking_id: Uuid,
     service_id: Uuid,
     appointment: TimeRange,
     occupied: TimeRange,
-    expires_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 /// Writes a hold; a repeated hold of the same appointment replaces the earlier one.

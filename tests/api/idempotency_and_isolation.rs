@@ -78,6 +78,7 @@ async fn a_tenant_can_neither_read_nor_change_another_tenant_s_resources(pool: P
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let b_booking = body["data"]["id"].as_str().unwrap().to_owned();
+    let b_position = body["position"].as_i64().unwrap();
     let before = app.event_count().await;
 
     let attempts = [
@@ -180,4 +181,39 @@ async fn a_tenant_can_neither_read_nor_change_another_tenant_s_resources(pool: P
     assert_eq!(body["data"]["status"], "confirmed");
     let (_, tenant) = app.get(&a.key, "/api/v2/mcp/tenant").await;
     assert_eq!(tenant["data"]["tenant"]["id"], a.tenant_id.as_str());
+    // A's derived views hold none of B's rows, even once B's booking is in the read models.
+    let (_, b_list) = app
+        .get(
+            &b.key,
+            &format!("/api/v2/mcp/bookings?min_position={b_position}"),
+        )
+        .await;
+    assert_eq!(b_list["data"][0]["id"], b_booking.as_str(), "{b_list}");
+    for path in [
+        "/api/v2/mcp/bookings",
+        "/api/v2/mcp/customers",
+        "/api/v2/mcp/staff",
+    ] {
+        let (status, page) = app.get(&a.key, path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let ids: Vec<&str> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|row| row["id"].as_str().or(row["phone"].as_str()))
+            .collect();
+        for b_id in b
+            .staff_ids
+            .iter()
+            .map(String::as_str)
+            .chain([b_booking.as_str()])
+        {
+            assert!(!ids.contains(&b_id), "{path} with A's key lists B's {b_id}");
+        }
+        if path != "/api/v2/mcp/staff" {
+            assert_eq!(ids, Vec::<&str>::new(), "{path} with A's key: {page}");
+        }
+    }
+    let (_, summary) = app.get(&a.key, "/api/v2/mcp/dashboard/summary").await;
+    assert_eq!(summary["bookings"], 0, "{summary}");
 }

@@ -445,6 +445,14 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
         .map(|e| e["booking_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(booked, [day.bookings[1].clone(), day.bookings[5].clone()]);
+    let at_hire = read(
+        &app,
+        key,
+        &format!("/staff/{}/calendar?as_of=1", day.staff[1]),
+    )
+    .await;
+    assert_eq!(at_hire["version"], 1);
+    assert_eq!(at_hire["entries"], json!([]), "{at_hire}");
     let before_the_move = read(&app, key, &format!("/bookings/{}?as_of=2", day.bookings[5])).await;
     assert_eq!(before_the_move["version"], 2);
     assert_ne!(before_the_move["data"]["start"], one["data"]["start"]);

@@ -480,11 +480,13 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "availability") {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?;
-        return availability::run(&server, nats_url, &http).await;
+    // One part alone: `BENCH_ONLY=read` or `BENCH_ONLY=availability`.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("read") => return read_side::run(&server, nats_url, &reqwest::Client::new()).await,
+        Ok("availability") => {
+            return availability::run(&server, nats_url, &reqwest::Client::new()).await;
+        }
+        _ => {}
     }
     // The write side's figures, with no read model competing for the cores.
     let projections = std::env::var("BENCH_PROJECTIONS").is_ok_and(|v| v == "true");
