@@ -405,9 +405,10 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
         .map(|h| h["bookings"].as_i64().unwrap())
         .sum();
     assert_eq!(busiest, 5, "cancelled bookings are not counted: {summary}");
-    // Three active staff-days of 24 h (Olga is inactive but still scheduled) over 30 days:
-    // utilization is small but not zero.
-    assert!(summary["utilization"].as_f64().unwrap() > 0.0, "{summary}");
+    // Two active staff members working around the clock for 30 days: utilization is small
+    // but not zero (Olga, off the rota, adds no working time).
+    // Booked: Mia 15 + 30 + 15, Noah 15 + 15 minutes, of 2 x 30 x 1440 working minutes.
+    assert_eq!(summary["utilization"], json!(0.001), "{summary}");
     let series = read(&app, key, "/dashboard/timeseries?interval=day").await;
     assert_eq!(series["points"].as_array().unwrap().len(), 1, "{series}");
     assert_eq!(series["points"][0]["bookings"], 6);

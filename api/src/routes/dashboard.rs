@@ -39,9 +39,10 @@ const MAX_DAYS: u32 = 366;
 pub struct SummaryQuery {
     /// One branch; the whole tenant when absent.
     pub branch_id: Option<BranchId>,
-    /// First local date; 29 days before today when absent.
+    /// First local date; 29 days before `to` when absent.
     pub from: Option<NaiveDate>,
-    /// Last local date (at most 366 days after `from`); today when absent.
+    /// Last local date (at most 366 days after `from`); today, or 29 days after `from`, when
+    /// absent.
     pub to: Option<NaiveDate>,
     /// Wait until the read models hold the command that answered with this position.
     pub min_position: Option<i64>,
@@ -79,12 +80,14 @@ async fn scope_of(
         Some(id) => crate::views::branch(&tenant, id)?.time_zone,
         None => tenant.settings.time_zone,
     };
+    // Thirty days: ending today, or ending at `to`, or starting at `from`.
     let today = reads::today(caller.meta.now, tz);
+    let last = to.unwrap_or(today);
     let span = DateSpan::parse(
         from,
         to.or_else(|| from.is_none().then_some(today)),
         ("from", "to"),
-        today - Duration::days(29),
+        last - Duration::days(29),
         29,
         MAX_DAYS,
     )?;
@@ -138,8 +141,10 @@ async fn summary(
         )
         .await
         .map_err(internal)?;
+    // Staff off the rota keep their schedules but offer no working time.
     let (booked, working) = calendars
         .iter()
+        .filter(|c| c.staff.active)
         .flat_map(|c| day_plans(c, &(span.start..=span.end), caller.meta.now))
         .fold((0, 0), |(b, w), d| {
             (b + d.booked_minutes, w + d.working_minutes)
