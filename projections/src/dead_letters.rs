@@ -130,7 +130,7 @@ pub async fn retry<P: Projection>(pool: &PgPool, projection: &P) -> Result<Retri
 /// Gives a parked event up: its aggregate's offset moves past it, so the events after it can
 /// be applied. Returns false when no such event is parked.
 pub async fn skip(pool: &PgPool, projection: &str, event_id: &str) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::runner::begin_writing(pool, projection).await?;
     let parked: Option<(String, String, i64, i64)> = sqlx::query_as(
         "DELETE FROM dead_letters WHERE projection = $1 AND event_id = $2
          RETURNING aggregate_type, aggregate_id, sequence, position",

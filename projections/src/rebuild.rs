@@ -197,7 +197,7 @@ impl Scan {
 /// Applies what arrived since the scan, then puts the fresh table and its offsets in place of
 /// the live ones, in one transaction. Returns how many events it applied.
 async fn swap(pool: &PgPool) -> Result<u64, ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::runner::begin_swapping(pool, Bookings::NAME).await?;
     sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut *tx)
         .await?;
@@ -355,7 +355,7 @@ async fn swap_tables<P: Rebuild>(
     projection: &P,
     offsets: &str,
 ) -> Result<u64, ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::runner::begin_swapping(pool, P::NAME).await?;
     sqlx::query(&format!(
         "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
         P::TABLES.join(", ")

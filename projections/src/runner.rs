@@ -71,13 +71,44 @@ pub enum Outcome {
     TooEarly,
 }
 
+/// Starts a transaction that writes `projection`'s read model. It holds the projection's
+/// advisory lock in shared mode, so writers never wait for each other, while a rebuild's swap
+/// (which takes it exclusively, before touching any table) waits for the writers in flight
+/// and holds new ones back until the swapped tables are in place. Without it a writer holding
+/// offset rows and waiting for a table the swap has locked, while the swap waits for those
+/// rows, would deadlock.
+pub(crate) async fn begin_writing(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('projection:' || $1))")
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Starts a rebuild's swap: waits for `projection`'s writers in flight, holds new ones back.
+pub(crate) async fn begin_swapping(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('projection:' || $1))")
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Applies one event exactly once, or says why not.
 pub async fn apply<P: Projection>(
     pool: &PgPool,
     projection: &P,
     event: &StoredEvent,
 ) -> Result<Outcome, ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writing(pool, P::NAME).await?;
     let outcome = apply_in(&mut tx, projection, event).await?;
     if outcome == Outcome::Applied {
         tx.commit().await?;
@@ -113,7 +144,7 @@ async fn apply_together<P: Projection>(
     projection: &P,
     events: &[StoredEvent],
 ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writing(pool, P::NAME).await?;
     let (types, ids): (Vec<&str>, Vec<&str>) = events
         .iter()
         .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
@@ -211,7 +242,7 @@ async fn apply_one_by_one<P: Projection>(
     projection: &P,
     events: &[StoredEvent],
 ) -> Result<Vec<Result<Outcome, ProjectionError>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writing(pool, P::NAME).await?;
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;

@@ -354,3 +354,50 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
     let query = format!("?min_position={position}&customer_phone=%2B4915100000003");
     assert_eq!(ids(&list(&app, &salon.key, &query).await), [id]);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn rebuilds_swap_in_while_bookings_keep_coming(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool.clone()).await);
+    let salon = std::sync::Arc::new(app.seed_salon("Salon", "professional").await);
+    // Bookings keep arriving (and the workers applying them) while each model is rebuilt
+    // three times; every swap must go through.
+    let writer = {
+        let (app, salon) = (app.clone(), salon.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            for k in 0..36u32 {
+                let (_, position) = book(
+                    &app,
+                    &salon,
+                    usize::try_from(k % 3).unwrap(),
+                    2 + i64::from(k / 30),
+                    [8, 9, 10, 11, 13, 14, 15, 16, 17, 18][usize::try_from((k / 3) % 10).unwrap()],
+                    "+4915100000004",
+                )
+                .await;
+                last = position;
+            }
+            last
+        })
+    };
+    for _ in 0..3 {
+        projections::rebuild::bookings(&pool, |_| {}).await.unwrap();
+        projections::rebuild::replay(&pool, &projections::StaffCalendars, |_| {})
+            .await
+            .unwrap();
+    }
+    let last = writer.await.unwrap();
+    // Nothing was lost on the way: the read model holds every booking.
+    let page = list(&app, &salon.key, &format!("?min_position={last}&limit=200")).await;
+    assert_eq!(ids(&page).len(), 36);
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM calendar_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ReservationConfirmed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(entries, confirmed);
+}
