@@ -82,6 +82,7 @@ async fn read(app: &TestApp, key: &str, path: &str) -> Value {
 
 struct Day {
     key: String,
+    zone: chrono_tz::Tz,
     branch: String,
     closed_branch: String,
     cut: String,
@@ -222,6 +223,7 @@ async fn script(app: &TestApp, second: &str) -> Day {
     }
     Day {
         key,
+        zone: zone.parse().unwrap(),
         branch,
         closed_branch,
         cut: services[0].clone(),
@@ -463,7 +465,7 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
         .post(
             key,
             "/api/v2/mcp/bookings/check-availability",
-            json!({ "service_id": day.cut, "date": (day.start + chrono::Duration::hours(6)).with_timezone(&zone_near_noon().0.parse::<chrono_tz::Tz>().unwrap()).date_naive(), "preferred_staff_id": day.staff[1] }),
+            json!({ "service_id": day.cut, "date": (day.start + chrono::Duration::hours(6)).with_timezone(&day.zone).date_naive(), "preferred_staff_id": day.staff[1] }),
         )
         .await;
     assert_eq!(availability.0, StatusCode::OK, "{}", availability.1);
