@@ -40,18 +40,28 @@ impl Projection for StaffCalendars {
         conn: &mut PgConnection,
         events: &[&StoredEvent],
     ) -> Result<(), ProjectionError> {
-        let mut changes = CalendarChanges::default();
-        for event in events {
-            let change: StaffEvent = serde_json::from_value(event.payload.clone())
-                .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
-            let staff_id = Uuid::parse_str(&event.aggregate_id)
-                .map_err(|e| ProjectionError::Unreadable(format!("staff id: {e}")))?;
-            if let Some(profile) = changes.note(staff_id, change, event)? {
-                fold_profile(conn, "", staff_id, profile, event).await?;
-            }
-        }
-        changes.write(conn).await
+        apply_events(conn, "", events).await
     }
+}
+
+/// Applies events in order to the tables with `suffix`: profile events one by one, calendar
+/// events folded per entry and written together at the end.
+async fn apply_events(
+    conn: &mut PgConnection,
+    suffix: &str,
+    events: &[&StoredEvent],
+) -> Result<(), ProjectionError> {
+    let mut changes = CalendarChanges::default();
+    for event in events {
+        let change: StaffEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+        let staff_id = Uuid::parse_str(&event.aggregate_id)
+            .map_err(|e| ProjectionError::Unreadable(format!("staff id: {e}")))?;
+        if let Some(profile) = changes.note(staff_id, change, event)? {
+            fold_profile(conn, suffix, staff_id, profile, event).await?;
+        }
+    }
+    changes.write(conn, suffix).await
 }
 
 /// What a batch does to calendar entries, per entry: its last state wins.
@@ -125,7 +135,7 @@ impl CalendarChanges {
         Ok(None)
     }
 
-    async fn write(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    async fn write(self, conn: &mut PgConnection, suffix: &str) -> Result<(), ProjectionError> {
         let mut holds: Vec<(Uuid, Uuid, Hold)> = Vec::new();
         let mut confirms: Vec<(Uuid, Uuid, DateTime<Utc>)> = Vec::new();
         let mut releases: Vec<(Uuid, Uuid, DateTime<Utc>)> = Vec::new();
@@ -137,15 +147,15 @@ impl CalendarChanges {
             }
         }
         if !holds.is_empty() {
-            sqlx::query(
-                "INSERT INTO calendar_entries (staff_id, booking_id, start_at, end_at,
+            sqlx::query(&format!(
+                "INSERT INTO calendar_entries{suffix} (staff_id, booking_id, start_at, end_at,
                      occupied_from, occupied_to, tenant_id, service_id, held_until)
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[],
                      $5::timestamptz[], $6::timestamptz[], $7::uuid[], $8::uuid[], $9::timestamptz[])
                  ON CONFLICT (staff_id, booking_id, start_at) DO UPDATE SET
                      end_at = EXCLUDED.end_at, occupied_from = EXCLUDED.occupied_from,
-                     occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until",
-            )
+                     occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until"
+            ))
             .bind(holds.iter().map(|(s, _, _)| *s).collect::<Vec<_>>())
             .bind(holds.iter().map(|(_, _, h)| h.booking_id).collect::<Vec<_>>())
             .bind(holds.iter().map(|(_, _, h)| h.appointment.start).collect::<Vec<_>>())
@@ -161,21 +171,21 @@ impl CalendarChanges {
         for (rows, statement) in [
             (
                 confirms,
-                "UPDATE calendar_entries c SET held_until = NULL
+                format!("UPDATE calendar_entries{suffix} c SET held_until = NULL
                  FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(staff_id, booking_id, start_at)
-                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at",
+                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at"),
             ),
             (
                 releases,
-                "DELETE FROM calendar_entries c
+                format!("DELETE FROM calendar_entries{suffix} c
                  USING UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(staff_id, booking_id, start_at)
-                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at",
+                 WHERE c.staff_id = u.staff_id AND c.booking_id = u.booking_id AND c.start_at = u.start_at"),
             ),
         ] {
             if rows.is_empty() {
                 continue;
             }
-            sqlx::query(statement)
+            sqlx::query(&statement)
                 .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
@@ -195,59 +205,7 @@ impl Rebuild for StaffCalendars {
         suffix: &str,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let change: StaffEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
-        let staff_id = Uuid::parse_str(&event.aggregate_id)
-            .map_err(|e| ProjectionError::Unreadable(format!("staff id: {e}")))?;
-        match change {
-            StaffEvent::SlotHeld {
-                booking_id,
-                service_id,
-                appointment,
-                occupied,
-                expires_at,
-                ..
-            } => {
-                let entry = Hold {
-                    booking_id: booking_id.0,
-                    service_id: service_id.0,
-                    appointment,
-                    occupied,
-                    expires_at: Some(expires_at),
-                };
-                record_hold(conn, suffix, staff_id, event, &entry).await?;
-            }
-            StaffEvent::ReservationConfirmed {
-                booking_id,
-                appointment,
-            } => {
-                sqlx::query(&format!(
-                    "UPDATE calendar_entries{suffix} SET held_until = NULL
-                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3"
-                ))
-                .bind(staff_id)
-                .bind(booking_id.0)
-                .bind(appointment.start)
-                .execute(&mut *conn)
-                .await?;
-            }
-            StaffEvent::SlotReleased {
-                booking_id,
-                appointment,
-            } => {
-                sqlx::query(&format!(
-                    "DELETE FROM calendar_entries{suffix}
-                     WHERE staff_id = $1 AND booking_id = $2 AND start_at = $3"
-                ))
-                .bind(staff_id)
-                .bind(booking_id.0)
-                .bind(appointment.start)
-                .execute(&mut *conn)
-                .await?;
-            }
-            profile => fold_profile(conn, suffix, staff_id, profile, event).await?,
-        }
-        Ok(())
+        apply_events(conn, suffix, &[event]).await
     }
 }
 
@@ -258,38 +216,6 @@ struct Hold {
     appointment: TimeRange,
     occupied: TimeRange,
     expires_at: Option<DateTime<Utc>>,
-}
-
-/// Writes a hold; a repeated hold of the same appointment replaces the earlier one.
-async fn record_hold(
-    conn: &mut PgConnection,
-    suffix: &str,
-    staff_id: Uuid,
-    event: &StoredEvent,
-    hold: &Hold,
-) -> Result<(), ProjectionError> {
-    let tenant_id = Uuid::parse_str(event.tenant_id())
-        .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
-    sqlx::query(&format!(
-        "INSERT INTO calendar_entries{suffix} (staff_id, booking_id, start_at, end_at,
-             occupied_from, occupied_to, tenant_id, service_id, held_until)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (staff_id, booking_id, start_at) DO UPDATE SET
-             end_at = EXCLUDED.end_at, occupied_from = EXCLUDED.occupied_from,
-             occupied_to = EXCLUDED.occupied_to, held_until = EXCLUDED.held_until"
-    ))
-    .bind(staff_id)
-    .bind(hold.booking_id)
-    .bind(hold.appointment.start)
-    .bind(hold.appointment.end)
-    .bind(hold.occupied.start)
-    .bind(hold.occupied.end)
-    .bind(tenant_id)
-    .bind(hold.service_id)
-    .bind(hold.expires_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Folds a non-calendar event into the staff member's row.

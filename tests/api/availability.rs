@@ -4,10 +4,11 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use chrono_tz::Europe::Berlin;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
+use crate::support::app::every_day;
 
 /// The last Sunday of `month` that is at least two days away.
 fn next_last_sunday(month: u32) -> NaiveDate {
@@ -32,22 +33,6 @@ fn utc(date: NaiveDate, days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
         .and_hms_opt(hour, minute, 0)
         .unwrap()
         .and_utc()
-}
-
-fn every_day(day: &Value) -> Value {
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ]
-    .iter()
-    .map(|d| ((*d).to_owned(), day.clone()))
-    .collect::<serde_json::Map<_, _>>()
-    .into()
 }
 
 struct Night {

@@ -1,9 +1,9 @@
-use chrono::{Timelike, Utc};
+use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::app::berlin;
+use crate::support::app::{berlin, every_day, zone_near_noon};
 use crate::support::{TestApp, poll_until};
 
 /// Reads the events appended since the last call.
@@ -425,38 +425,12 @@ async fn the_booking_flow_stores_holds_bookings_and_reservations(pool: PgPool) {
     .await;
 }
 
-/// A zone where it is now around noon, so that a booking starting in a moment is far from
-/// midnight whatever time the test runs.
-fn zone_near_noon() -> String {
-    let offset = 12 - i64::from(Utc::now().hour());
-    let offset = offset.clamp(-12, 14);
-    // Etc/GMT zones have inverted signs: Etc/GMT-2 is UTC+2.
-    if offset >= 0 {
-        format!("Etc/GMT-{offset}")
-    } else {
-        format!("Etc/GMT+{}", -offset)
-    }
-}
-
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_started_booking_is_completed_or_marked_no_show(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let (_, key) = app.register_tenant("Late Night", "professional").await;
     let zone = zone_near_noon();
-    let all_day = json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] });
-    let week: Value = [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ]
-    .iter()
-    .map(|d| ((*d).to_owned(), all_day.clone()))
-    .collect::<serde_json::Map<_, _>>()
-    .into();
+    let week = every_day(&json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] }));
     let (status, _) = app
         .put(
             &key,

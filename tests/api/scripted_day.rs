@@ -4,42 +4,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::poll_until;
-
-/// An `Etc/GMT±n` zone where it is now between 10:00 and 14:00, so that a day of bookings from
-/// now on stays on today's local date.
-fn zone_near_noon() -> (String, i64) {
-    let offset = (12 - i64::from(Utc::now().hour())).clamp(-12, 14);
-    // Etc/GMT zones have inverted signs: Etc/GMT-2 is UTC+2.
-    let zone = if offset >= 0 {
-        format!("Etc/GMT-{offset}")
-    } else {
-        format!("Etc/GMT+{}", -offset)
-    };
-    (zone, offset)
-}
-
-fn all_week(day: &Value) -> Value {
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ]
-    .iter()
-    .map(|d| ((*d).to_owned(), day.clone()))
-    .collect::<serde_json::Map<_, _>>()
-    .into()
-}
+use crate::support::app::{every_day, poll_until, zone_near_noon};
 
 fn id(body: &Value) -> String {
     body["data"]["id"].as_str().expect("id").to_owned()
@@ -95,8 +66,8 @@ struct Day {
 /// The commands of the day, sent alternately to both instances.
 async fn script(app: &TestApp, second: &str) -> Day {
     let (_, key) = app.register_tenant("Day Salon", "professional").await;
-    let (zone, _) = zone_near_noon();
-    let open_all_day = all_week(&json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] }));
+    let zone = zone_near_noon();
+    let open_all_day = every_day(&json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] }));
     let ok = |status: StatusCode, body: &Value| {
         assert!(status.is_success(), "{status}: {body}");
     };

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use api::Application;
 use api::config::{DatabaseConfig, LogFormat, NatsConfig, ServeConfig};
-use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveTime, TimeZone, Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -145,12 +145,25 @@ const WEEK: [&str; 7] = [
     "sunday",
 ];
 
-fn every_day(ranges: Value) -> Value {
+/// The same hours on every day of the week.
+pub(crate) fn every_day(day: &Value) -> Value {
     Value::Object(
         WEEK.iter()
-            .map(|d| ((*d).to_owned(), ranges.clone()))
+            .map(|d| ((*d).to_owned(), day.clone()))
             .collect(),
     )
+}
+
+/// A zone where it is now around noon (`Etc/GMT±n`), so that bookings from now to a few
+/// hours on stay on today's local date whatever time the test runs.
+pub(crate) fn zone_near_noon() -> String {
+    let offset = (12 - i64::from(Utc::now().hour())).clamp(-12, 14);
+    // Etc/GMT zones have inverted signs: Etc/GMT-2 is UTC+2.
+    if offset >= 0 {
+        format!("Etc/GMT-{offset}")
+    } else {
+        format!("Etc/GMT+{}", -offset)
+    }
 }
 
 impl TestApp {
@@ -257,7 +270,7 @@ impl TestApp {
     /// A tenant with a branch, a service and three qualified staff members.
     pub(crate) async fn seed_salon(&self, name: &str, plan: &str) -> Salon {
         let (tenant_id, key) = self.register_tenant(name, plan).await;
-        let hours = every_day(json!({ "ranges": [{ "start": "08:00", "end": "20:00" }] }));
+        let hours = every_day(&json!({ "ranges": [{ "start": "08:00", "end": "20:00" }] }));
         let (status, body) = self
             .post(&key, "/api/v2/mcp/tenant/branches", json!({ "name": "Mitte", "address": "Torstr. 1", "city": "Berlin", "coordinates": { "lat": 52.53, "lng": 13.4 }, "time_zone": "Europe/Berlin", "business_hours": hours }))
             .await;
@@ -269,7 +282,7 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let service_id = body["data"]["id"].as_str().expect("service id").to_owned();
         let schedule = every_day(
-            json!({ "ranges": [{ "start": "08:00", "end": "20:00" }], "breaks": [{ "start": "12:00", "end": "12:30" }] }),
+            &json!({ "ranges": [{ "start": "08:00", "end": "20:00" }], "breaks": [{ "start": "12:00", "end": "12:30" }] }),
         );
         let mut staff_ids = Vec::new();
         for name in ["Anna", "Ben", "Cem"] {
