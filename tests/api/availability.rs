@@ -379,3 +379,66 @@ async fn bad_availability_questions_are_refused_with_the_envelope(pool: PgPool) 
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn the_first_slot_offered_keeps_the_minimum_notice(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, key) = app.register_tenant("Kurzfristig", "professional").await;
+    let (s, b) = app
+        .put(
+            &key,
+            "/api/v2/mcp/tenant/settings",
+            json!({ "time_zone": "Europe/Berlin", "booking_rules": { "min_notice_minutes": 90, "slot_interval_minutes": 15 } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let always = every_day(&json!({ "ranges": [{ "start": "00:00", "end": "24:00" }] }));
+    let (s, b) = app.post(&key, "/api/v2/mcp/tenant/branches", json!({ "name": "Mitte", "address": "Torstr. 1", "city": "Berlin", "coordinates": null, "time_zone": "Europe/Berlin", "business_hours": always })).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let branch = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app.post(&key, "/api/v2/mcp/services", json!({ "name": "Pony", "duration_minutes": 30, "price": { "amount_minor": 1500, "currency": "EUR" }, "buffer_before_minutes": 0, "buffer_after_minutes": 0, "branch_ids": [branch], "deposit": null })).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let service = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post(
+            &key,
+            "/api/v2/mcp/staff",
+            json!({ "branch_id": branch, "name": "Immer", "schedule": always }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let staff = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .put(
+            &key,
+            &format!("/api/v2/mcp/staff/{staff}/services/{service}"),
+            json!({ "level": 3 }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let position = b["position"].as_i64().unwrap();
+
+    // Working around the clock, the first start is the first quarter hour at least 90 minutes
+    // from now (whenever the test runs, today or, late at night, tomorrow).
+    let today = Utc::now().with_timezone(&Berlin).date_naive();
+    let before = Utc::now();
+    let (status, body) = app
+        .post(
+            &key,
+            "/api/v2/mcp/bookings/check-availability",
+            json!({ "service_id": service, "start_date": today, "end_date": today + Duration::days(1), "min_position": position }),
+        )
+        .await;
+    let after = Utc::now();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first: DateTime<Utc> = body["slots"][0]["start"].as_str().unwrap().parse().unwrap();
+    assert!(
+        first >= before + Duration::minutes(90),
+        "{first} is sooner than 90 minutes after {before}"
+    );
+    assert!(
+        first <= after + Duration::minutes(105),
+        "{first} leaves a gap after the notice ending {after} + 90 min"
+    );
+    assert_eq!(first.timestamp() % 900, 0, "{first} is on the quarter hour");
+}
