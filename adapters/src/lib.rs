@@ -9,17 +9,25 @@
 //!   [`appends`] wakes it when events were appended.
 //! * [`projection_worker`]: a durable JetStream consumer per projection, feeding
 //!   `projections::runner`, parking what keeps failing.
+//! * [`saga_worker`]: a durable JetStream consumer per saga feeding `sagas::runtime`, and
+//!   the runner of its due jobs.
+//! * [`calcom`], [`circuit`]: Cal.com API v2 behind the `sagas::ports::Calendar` port, with a
+//!   circuit breaker per integration; [`integrations`]: tenants' sealed credentials.
 //! * [`directory`]: cross-aggregate look-ups for the write side.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
 
 pub mod api_keys;
 pub mod appends;
+pub mod calcom;
+pub mod circuit;
 pub mod directory;
 pub mod event_store;
 pub mod idempotency;
+pub mod integrations;
 pub mod projection_worker;
 pub mod relay;
+pub mod saga_worker;
 
 pub use api_keys::{ApiKeys, NewApiKey};
 pub use appends::Appends;
@@ -28,6 +36,7 @@ pub use event_store::{PgStore, SnapshotPolicy};
 pub use idempotency::{Claim, Idempotency};
 pub use projection_worker::{ProjectionWorker, WorkerConfig};
 pub use relay::{Relay, RelayConfig};
+pub use saga_worker::SagaWorker;
 
 /// The schema, applied by `bookingd migrate` and at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

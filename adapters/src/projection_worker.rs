@@ -60,8 +60,39 @@ pub enum WorkerError {
     Database(#[from] sqlx::Error),
 }
 
-fn bus(error: impl std::fmt::Display) -> WorkerError {
+pub(crate) fn bus(error: impl std::fmt::Display) -> WorkerError {
     WorkerError::Bus(error.to_string())
+}
+
+/// A durable consumer of the events of `aggregate_types`, created or brought to `config`.
+pub(crate) async fn durable_consumer(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    aggregate_types: &[&str],
+    config: &WorkerConfig,
+) -> Result<PullConsumer, WorkerError> {
+    let relay = RelayConfig::default();
+    ensure_stream(js, &relay).await.map_err(bus)?;
+    let stream = js.get_stream(&relay.stream).await.map_err(bus)?;
+    let consumer = pull::Config {
+        durable_name: Some(name.to_owned()),
+        description: Some(description.to_owned()),
+        filter_subjects: aggregate_types
+            .iter()
+            .map(|t| format!("events.*.{t}.*"))
+            .collect(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver,
+        max_ack_pending: config.max_ack_pending,
+        ..Default::default()
+    };
+    // Creating is idempotent for an unchanged configuration; a changed one is updated.
+    match stream.create_consumer(consumer.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        Err(_) => stream.update_consumer(consumer).await.map_err(bus),
+    }
 }
 
 /// Messages applied in one transaction, at most.
@@ -119,34 +150,15 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
         }
     }
 
-    /// The projection's durable consumer, created or brought to this configuration.
-    async fn consumer(&self) -> Result<PullConsumer, WorkerError> {
-        let relay = RelayConfig::default();
-        ensure_stream(&self.js, &relay).await.map_err(bus)?;
-        let stream = self.js.get_stream(&relay.stream).await.map_err(bus)?;
-        let name = format!("projection-{}", P::NAME);
-        let config = pull::Config {
-            durable_name: Some(name.clone()),
-            description: Some(format!("The {} read model", P::NAME)),
-            filter_subjects: P::AGGREGATE_TYPES
-                .iter()
-                .map(|t| format!("events.*.{t}.*"))
-                .collect(),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.config.ack_wait,
-            max_deliver: self.config.max_deliver,
-            max_ack_pending: self.config.max_ack_pending,
-            ..Default::default()
-        };
-        // Creating is idempotent for an unchanged configuration; a changed one is updated.
-        match stream.create_consumer(config.clone()).await {
-            Ok(consumer) => Ok(consumer),
-            Err(_) => stream.update_consumer(config).await.map_err(bus),
-        }
-    }
-
     async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
-        let consumer = self.consumer().await?;
+        let consumer = durable_consumer(
+            &self.js,
+            &format!("projection-{}", P::NAME),
+            &format!("The {} read model", P::NAME),
+            P::AGGREGATE_TYPES,
+            &self.config,
+        )
+        .await?;
         // Whatever has arrived is applied together, up to a batch at a time.
         let mut batches = consumer.messages().await.map_err(bus)?.ready_chunks(BATCH);
         tracing::info!(projection = P::NAME, "projection worker consuming");
@@ -240,12 +252,17 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
             .map_err(bus)
     }
 
-    /// The redelivery delay after `delivered` deliveries: doubling, capped.
     fn delay(&self, delivered: i64) -> Duration {
+        self.config.delay(delivered)
+    }
+}
+
+impl WorkerConfig {
+    /// The redelivery delay after `delivered` deliveries: doubling, capped.
+    pub(crate) fn delay(&self, delivered: i64) -> Duration {
         let doublings = u32::try_from(delivered.saturating_sub(1).min(16)).unwrap_or(16);
-        self.config
-            .retry_delay
+        self.retry_delay
             .saturating_mul(2u32.saturating_pow(doublings))
-            .min(self.config.max_retry_delay)
+            .min(self.max_retry_delay)
     }
 }

@@ -96,9 +96,47 @@ pub struct ServeConfig {
     /// with the other instances).
     #[arg(long, env = "BOOKINGD_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
+    /// Whether this process runs the sagas (calendar sync); their consumers and job claims
+    /// are shared with the other instances.
+    #[arg(long, env = "BOOKINGD_SAGAS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sagas: bool,
     /// `pretty` for development, `json` for production.
     #[arg(long, env = "BOOKINGD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+    /// Integrations: timeouts, retries, circuit breakers, credentials.
+    #[command(flatten)]
+    pub integrations: IntegrationConfig,
+    /// Where sagas, timers and circuit breakers read the time (tests move it).
+    #[arg(skip = system_clock())]
+    pub clock: sagas::SharedClock,
+}
+
+fn system_clock() -> sagas::SharedClock {
+    std::sync::Arc::new(sagas::SystemClock)
+}
+
+/// Calls to external services.
+#[derive(Debug, Clone, Args)]
+pub struct IntegrationConfig {
+    /// Seconds an external call may take before it is cut.
+    #[arg(long, env = "MCP_TIMEOUT", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Retries of a failed external call (with exponential backoff and jitter).
+    #[arg(long, env = "MCP_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
+    /// Failures in a row that open an integration's circuit.
+    #[arg(long, env = "MCP_CIRCUIT_FAILURE_THRESHOLD", default_value_t = 5)]
+    pub circuit_failure_threshold: u32,
+    /// Seconds an open circuit waits before letting one probe through.
+    #[arg(long, env = "MCP_CIRCUIT_RECOVERY_TIMEOUT", default_value_t = 60)]
+    pub circuit_recovery_timeout: u32,
+    /// Cal.com's API (self-hosted instances have their own).
+    #[arg(long, env = "CALCOM_API_URL", default_value = "https://api.cal.com")]
+    pub calcom_api_url: String,
+    /// 64 hex digits sealing tenants' integration credentials at rest; without it they
+    /// cannot be stored.
+    #[arg(long, env = "BOOKINGD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
 }
 
 /// How logs are written.
@@ -239,4 +277,18 @@ pub enum AuditCommand {
         #[arg(long)]
         to: Option<chrono::DateTime<chrono::Utc>>,
     },
+}
+
+impl Default for IntegrationConfig {
+    /// The same defaults as the command line's.
+    fn default() -> Self {
+        Self {
+            timeout: 30.0,
+            max_retries: 3,
+            circuit_failure_threshold: 5,
+            circuit_recovery_timeout: 60,
+            calcom_api_url: "https://api.cal.com".to_owned(),
+            secret_key: None,
+        }
+    }
 }

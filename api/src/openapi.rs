@@ -709,6 +709,46 @@ pub fn document() -> Value {
     );
     d.query::<crate::routes::tenant::ReadQuery>(&mcp("/services/{service_id}"), "get");
     op!(
+        "put",
+        mcp("/integrations/calcom"),
+        "integrations",
+        "Connect Cal.com: the key (sealed at rest) and the event types and hosts",
+        manage,
+        crate::routes::integrations::CalComInput,
+        "200",
+        crate::routes::integrations::CalComConnection
+    );
+    op!(
+        "get",
+        mcp("/integrations/calcom"),
+        "integrations",
+        "The Cal.com connection, without its key",
+        Some("view-integrations"),
+        none,
+        "200",
+        crate::routes::integrations::CalComConnection
+    );
+    d.add(Op {
+        method: "delete",
+        path: &mcp("/integrations/calcom"),
+        tag: "integrations",
+        summary: "Disconnect Cal.com",
+        permission: manage,
+        body: None,
+        status: "204",
+        response: None,
+    });
+    op!(
+        "get",
+        mcp("/integrations/health"),
+        "integrations",
+        "Circuit state, failures and pending retries per integration",
+        Some("view-integrations"),
+        none,
+        "200",
+        crate::routes::integrations::IntegrationsHealth
+    );
+    op!(
         "get",
         mcp("/staff"),
         "staff",

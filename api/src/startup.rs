@@ -6,9 +6,12 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use adapters::calcom::CalCom;
+use adapters::circuit::CircuitBreaker;
+use adapters::integrations::{PgAccounts, SecretKey};
 use adapters::{
     ApiKeys, Appends, Idempotency, MIGRATOR, PgDirectory, PgStore, ProjectionWorker, Relay,
-    RelayConfig, SnapshotPolicy, WorkerConfig,
+    RelayConfig, SagaWorker, SnapshotPolicy, WorkerConfig,
 };
 use anyhow::Context;
 use axum::Router;
@@ -17,6 +20,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use commands::{CommandConfig, Commands};
 use projections::{Bookings, StaffCalendars, Tenants};
+use sagas::{CalendarSyncDriver, RetryPolicy};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -68,6 +72,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::dashboard::router())
         .merge(routes::live::router())
         .merge(routes::audit::router())
+        .merge(routes::integrations::router())
         .merge(routes::admin::tenant_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
         .layer(from_fn_with_state(state.clone(), require_api_key));
@@ -100,6 +105,86 @@ pub struct Application {
     announcer: (PgPool, Appends),
     /// The projection workers, when this process runs them.
     projections: Option<Projectors>,
+    /// The saga workers, when this process runs them.
+    sagas: Option<SagaWorker<CalendarSyncDriver<PgStore>>>,
+}
+
+/// The clients of external services and what they share.
+struct Integrations {
+    accounts: PgAccounts,
+    calcom_circuit: Arc<CircuitBreaker>,
+    calcom: Arc<CalCom>,
+}
+
+impl Integrations {
+    fn new(config: &ServeConfig, pool: &PgPool) -> anyhow::Result<Self> {
+        let settings = &config.integrations;
+        let key = settings
+            .secret_key
+            .as_ref()
+            .map(|k| k.expose_secret().parse::<SecretKey>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("BOOKINGD_SECRET_KEY: {e}"))?;
+        let calcom_circuit = Arc::new(CircuitBreaker::new(
+            "calcom",
+            settings.circuit_failure_threshold,
+            chrono::Duration::seconds(i64::from(settings.circuit_recovery_timeout)),
+            config.clock.clone(),
+        ));
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("bookingd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let calcom = Arc::new(CalCom::new(
+            http,
+            &settings.calcom_api_url,
+            Duration::from_secs_f64(settings.timeout.max(0.001)),
+            calcom_circuit.clone(),
+        ));
+        Ok(Self {
+            accounts: PgAccounts::new(pool.clone(), key),
+            calcom_circuit,
+            calcom,
+        })
+    }
+
+    /// The calendar-sync saga's worker.
+    fn calendar_sync(
+        &self,
+        config: &ServeConfig,
+        pool: &PgPool,
+        nats: &async_nats::Client,
+        commands: &Arc<Commands<PgStore>>,
+    ) -> SagaWorker<CalendarSyncDriver<PgStore>> {
+        let settings = &config.integrations;
+        let retry = RetryPolicy {
+            max_retries: settings.max_retries,
+            ..RetryPolicy::default()
+        };
+        // A claim outlives the longest run: each try makes up to three calls, each cut at the
+        // timeout, with backoffs of at most 6.4 s in between.
+        let per_try = Duration::from_secs_f64(settings.timeout.max(0.0)).saturating_mul(3)
+            + Duration::from_millis(6400);
+        let lease = chrono::Duration::from_std(per_try.saturating_mul(settings.max_retries + 1))
+            .unwrap_or(chrono::Duration::hours(1))
+            + chrono::Duration::seconds(30);
+        let driver = CalendarSyncDriver::new(
+            commands.clone(),
+            self.calcom.clone(),
+            Arc::new(self.accounts.clone()),
+            pool.clone(),
+            config.clock.clone(),
+            retry,
+        );
+        SagaWorker::new(
+            pool.clone(),
+            async_nats::jetstream::new(nats.clone()),
+            Arc::new(driver),
+            config.clock.clone(),
+            WorkerConfig::default(),
+            lease,
+        )
+    }
 }
 
 /// One worker per read model.
@@ -250,8 +335,16 @@ impl Application {
         });
         let announcer = (pool.clone(), appends);
         let projections = config.projections.then(|| Projectors::new(&pool, &nats));
+        let commands = Arc::new(commands);
+        let integrations = Integrations::new(&config, &pool)?;
+        let sagas = config
+            .sagas
+            .then(|| integrations.calendar_sync(&config, &pool, &nats, &commands));
         let state = AppState(Arc::new(Shared {
             commands,
+            accounts: integrations.accounts,
+            circuits: vec![integrations.calcom_circuit],
+            clock: config.clock.clone(),
             keys: ApiKeys::new(pool.clone()),
             key_cache: KeyCache::default(),
             idempotency: Idempotency::new(pool.clone()),
@@ -269,6 +362,7 @@ impl Application {
             relay,
             announcer,
             projections,
+            sagas,
         })
     }
 
@@ -307,10 +401,13 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let (pool, appends) = self.announcer;
         tokio::spawn(adapters::appends::announce(pool, appends, stopped.clone()));
-        let workers = self
+        let mut workers = self
             .projections
             .map(|workers| workers.spawn(&stopped))
             .unwrap_or_default();
+        if let Some(sagas) = self.sagas {
+            workers.push(tokio::spawn(sagas.run(stopped.clone())));
+        }
         let relay = match self.relay {
             Some(relay) => Some(
                 relay

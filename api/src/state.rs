@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use adapters::circuit::CircuitBreaker;
+use adapters::integrations::PgAccounts;
 use adapters::{ApiKeys, Idempotency, PgStore};
 use commands::Commands;
 use secrecy::SecretString;
@@ -16,8 +18,14 @@ pub struct AppState(pub Arc<Shared>);
 /// What the handlers need.
 #[derive(Debug)]
 pub struct Shared {
-    /// The write side.
-    pub commands: Commands<PgStore>,
+    /// The write side (shared with the sagas).
+    pub commands: Arc<Commands<PgStore>>,
+    /// Tenants' sealed integration credentials.
+    pub accounts: PgAccounts,
+    /// One circuit breaker per integration.
+    pub circuits: Vec<Arc<CircuitBreaker>>,
+    /// The time sagas and circuits read.
+    pub clock: sagas::SharedClock,
     /// API key store.
     pub keys: ApiKeys,
     /// Recently verified keys, so a request does not cost a key look-up.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use commands::Outcome;
-use domain::booking::{BookingSource, BookingStatus, Cancellation, Customer};
+use domain::booking::{BookingSource, BookingStatus, CalendarSync, Cancellation, Customer};
 use domain::settings::TenantSettings;
 use domain::staff::{CalendarEntry, SkillLevel, TimeBlock};
 use domain::tenant::{Branch, Service};
@@ -326,6 +326,8 @@ pub struct BookingView {
     pub confirmed_at: Option<DateTime<Utc>>,
     /// How it was cancelled.
     pub cancellation: Option<Cancellation>,
+    /// Its mirror in the tenant's Cal.com.
+    pub calendar_sync: CalendarSync,
 }
 
 impl BookingView {
@@ -354,6 +356,7 @@ impl BookingView {
             created_at: b.created_at.ok_or_else(missing)?,
             confirmed_at: b.confirmed_at,
             cancellation: b.cancellation.clone(),
+            calendar_sync: b.calendar_sync.clone(),
         })
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! * [`Commands`]: the entry point; one method per use case, grouped one file per resource:
 //!   `tenants.rs`, `branches.rs`, `services.rs`, `staff.rs`, and the booking flow in
-//!   `create_booking.rs`, `reschedule_booking.rs`, `cancel_booking.rs`, `booking_status.rs`.
+//!   `create_booking.rs`, `reschedule_booking.rs`, `cancel_booking.rs`, `booking_status.rs`,
+//!   and what sagas record on bookings in `calendar_sync.rs`.
 //! * `executor.rs`: load → decide → append, retried on optimistic-concurrency conflicts.
 //! * `metadata.rs`, `auth.rs`, `ports.rs`, `error.rs`: what every use case shares.
 //!
@@ -18,6 +19,7 @@
 mod auth;
 mod booking_status;
 mod branches;
+mod calendar_sync;
 mod cancel_booking;
 mod create_booking;
 mod error;
@@ -55,9 +57,9 @@ use executor::StripedLocks;
 
 /// An event store holding all three aggregates.
 pub trait Store:
-    EventStore<Tenant, AC: Versioned>
-    + EventStore<Staff, AC: Versioned>
-    + EventStore<Booking, AC: Versioned>
+    EventStore<Tenant, AC: Versioned + Send + Sync>
+    + EventStore<Staff, AC: Versioned + Send + Sync>
+    + EventStore<Booking, AC: Versioned + Send + Sync>
     + Trust
     + AppendTogether<Booking, Staff>
     + Send
@@ -67,9 +69,9 @@ pub trait Store:
 }
 
 impl<S> Store for S where
-    S: EventStore<Tenant, AC: Versioned>
-        + EventStore<Staff, AC: Versioned>
-        + EventStore<Booking, AC: Versioned>
+    S: EventStore<Tenant, AC: Versioned + Send + Sync>
+        + EventStore<Staff, AC: Versioned + Send + Sync>
+        + EventStore<Booking, AC: Versioned + Send + Sync>
         + Trust
         + AppendTogether<Booking, Staff>
         + Send

@@ -22,7 +22,9 @@ pub mod staff;
 pub mod tenant;
 pub mod values;
 
-pub use booking::{Booking, BookingCommand, BookingError, BookingEvent};
+pub use booking::{
+    Booking, BookingCommand, BookingError, BookingEvent, CalendarOutcome, CalendarSync,
+};
 pub use staff::{Staff, StaffCommand, StaffError, StaffEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 

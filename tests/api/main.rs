@@ -8,6 +8,7 @@ mod support;
 
 mod audit;
 mod availability;
+mod calendar_sync;
 mod commands_over_http;
 mod double_booking;
 mod gap;

@@ -3,7 +3,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use api::Application;
-use api::config::{DatabaseConfig, LogFormat, NatsConfig, ServeConfig};
+use api::config::{DatabaseConfig, IntegrationConfig, LogFormat, NatsConfig, ServeConfig};
 use chrono::{DateTime, NaiveTime, TimeZone, Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
@@ -117,9 +117,18 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
         booking_max_advance_days: 90,
         relay: true,
         projections: true,
+        sagas: true,
         log_format: LogFormat::Pretty,
+        integrations: IntegrationConfig {
+            secret_key: Some(SecretString::from(TEST_SECRET_KEY.to_owned())),
+            ..IntegrationConfig::default()
+        },
+        clock: std::sync::Arc::new(sagas::SystemClock),
     }
 }
+
+/// The key test servers seal integration credentials with.
+const TEST_SECRET_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 async fn start_instance(url: &str, nats_url: &str) -> (String, oneshot::Sender<()>) {
     start_configured(serve_config(url, nats_url)).await
@@ -281,10 +290,12 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let service_id = body["data"]["id"].as_str().expect("service id").to_owned();
+        let catalog_position = body["position"].as_i64().expect("position");
         let schedule = every_day(
             &json!({ "ranges": [{ "start": "08:00", "end": "20:00" }], "breaks": [{ "start": "12:00", "end": "12:30" }] }),
         );
         let mut staff_ids = Vec::new();
+        let mut staff_position = 0;
         for name in ["Anna", "Ben", "Cem"] {
             let (status, body) = self
                 .post(
@@ -303,8 +314,25 @@ impl TestApp {
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
+            staff_position = body["position"].as_i64().expect("position");
             staff_ids.push(staff_id);
         }
+        // The read models have caught up before any test reads them.
+        let (status, body) = self
+            .get(
+                &key,
+                &format!("/api/v2/mcp/tenant/branches/{branch_id}?min_position={catalog_position}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self
+            .get(
+                &key,
+                &format!("/api/v2/mcp/staff?branch_id={branch_id}&min_position={staff_position}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"].as_array().map(Vec::len), Some(3), "{body}");
         Salon {
             tenant_id,
             key,

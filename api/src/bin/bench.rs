@@ -373,7 +373,11 @@ async fn start_server(
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
         projections,
+        // Sagas are measured on their own; none of the bench tenants has an integration.
+        sagas: false,
         log_format: LogFormat::Pretty,
+        integrations: api::config::IntegrationConfig::default(),
+        clock: std::sync::Arc::new(sagas::SystemClock),
     };
     let app = Application::build(config)
         .await?

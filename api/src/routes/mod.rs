@@ -8,6 +8,7 @@ pub mod branches;
 pub mod customers;
 pub mod dashboard;
 pub mod health;
+pub mod integrations;
 pub mod live;
 pub mod projections;
 pub mod services;

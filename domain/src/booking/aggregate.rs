@@ -69,6 +69,52 @@ pub struct Cancellation {
     pub at: DateTime<Utc>,
 }
 
+/// Where the booking stands in the external calendar (Cal.com).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CalendarSync {
+    /// Not mirrored yet, or a change is on its way.
+    #[default]
+    Pending,
+    /// The calendar holds it as it is here.
+    Synced {
+        /// The calendar's id for it.
+        uid: String,
+        /// When that was recorded.
+        at: DateTime<Utc>,
+    },
+    /// The last attempt failed.
+    Failed {
+        /// What went wrong.
+        reason: String,
+        /// The calendar refused for good (it is retried otherwise).
+        permanent: bool,
+        /// Attempts so far.
+        attempts: u32,
+        /// When that was recorded.
+        at: DateTime<Utc>,
+    },
+}
+
+/// What a calendar sync attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalendarOutcome {
+    /// The calendar now holds the booking as it is (or, cancelled, no longer blocks it).
+    Synced {
+        /// The calendar's id for it.
+        uid: String,
+    },
+    /// It failed.
+    Failed {
+        /// What went wrong.
+        reason: String,
+        /// Refused for good.
+        permanent: bool,
+        /// Attempts so far.
+        attempts: u32,
+    },
+}
+
 /// One appointment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Booking {
@@ -107,10 +153,18 @@ pub struct Booking {
     pub confirmed_at: Option<DateTime<Utc>>,
     /// How it was cancelled.
     pub cancellation: Option<Cancellation>,
+    /// Its mirror in the external calendar.
+    #[serde(default)]
+    pub calendar_sync: CalendarSync,
 }
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, BookingError> {
     bounded_text(value, max).ok_or(BookingError::InvalidText { field, max })
+}
+
+/// At most `max` characters of `text`.
+fn truncated(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 fn email(value: Option<String>) -> Result<Option<String>, BookingError> {
@@ -228,6 +282,10 @@ impl Booking {
                 self.require_started(now)?;
                 Ok(vec![BookingEvent::BookingMarkedNoShow { marked_at: now }])
             }
+            BookingCommand::RecordCalendarSync { outcome, now } => Ok(self
+                .record_calendar_sync(outcome, now)
+                .into_iter()
+                .collect()),
             BookingCommand::UpdateBookingDetails {
                 customer_name,
                 customer_email,
@@ -296,6 +354,51 @@ impl Booking {
             events.push(BookingEvent::BookingConfirmed { confirmed_at: now });
         }
         Ok(events)
+    }
+
+    /// The event recording a sync attempt's outcome; none when it is already recorded (a saga
+    /// step run again after a crash records nothing twice).
+    fn record_calendar_sync(
+        &self,
+        outcome: CalendarOutcome,
+        now: DateTime<Utc>,
+    ) -> Option<BookingEvent> {
+        match (outcome, &self.calendar_sync) {
+            (CalendarOutcome::Synced { uid }, CalendarSync::Synced { uid: known, .. })
+                if uid == *known =>
+            {
+                None
+            }
+            (
+                CalendarOutcome::Failed {
+                    permanent,
+                    attempts,
+                    ..
+                },
+                CalendarSync::Failed {
+                    permanent: was_permanent,
+                    attempts: known,
+                    ..
+                },
+            ) if permanent == *was_permanent && attempts == *known => None,
+            (CalendarOutcome::Synced { uid }, _) => Some(BookingEvent::CalendarSynced {
+                uid,
+                synced_at: now,
+            }),
+            (
+                CalendarOutcome::Failed {
+                    reason,
+                    permanent,
+                    attempts,
+                },
+                _,
+            ) => Some(BookingEvent::CalendarSyncFailed {
+                reason: truncated(&reason, 500),
+                permanent,
+                attempts,
+                failed_at: now,
+            }),
+        }
     }
 
     fn require(&self, allowed: &[BookingStatus], action: &'static str) -> Result<(), BookingError> {
@@ -373,6 +476,7 @@ impl Aggregate for Booking {
                     created_at: Some(created_at),
                     confirmed_at: None,
                     cancellation: None,
+                    calendar_sync: CalendarSync::Pending,
                 };
             }
             BookingEvent::BookingConfirmed { confirmed_at } => {
@@ -382,6 +486,23 @@ impl Aggregate for Booking {
             BookingEvent::BookingRescheduled { to, staff_to, .. } => {
                 self.appointment = Some(to);
                 self.staff_id = Some(staff_to);
+                self.calendar_sync = CalendarSync::Pending;
+            }
+            BookingEvent::CalendarSynced { uid, synced_at } => {
+                self.calendar_sync = CalendarSync::Synced { uid, at: synced_at };
+            }
+            BookingEvent::CalendarSyncFailed {
+                reason,
+                permanent,
+                attempts,
+                failed_at,
+            } => {
+                self.calendar_sync = CalendarSync::Failed {
+                    reason,
+                    permanent,
+                    attempts,
+                    at: failed_at,
+                };
             }
             BookingEvent::BookingCancelled {
                 reason,
@@ -572,5 +693,77 @@ mod tests {
                 staff_from: StaffId(uuid::Uuid::from_u128(5)),
                 staff_to: StaffId(uuid::Uuid::from_u128(6)),
             }]);
+    }
+
+    fn synced(uid: &str) -> BookingCommand {
+        BookingCommand::RecordCalendarSync {
+            outcome: CalendarOutcome::Synced {
+                uid: uid.to_owned(),
+            },
+            now: now(),
+        }
+    }
+
+    #[test]
+    fn a_calendar_sync_is_recorded_once() {
+        let mut given = created();
+        given.push(BookingEvent::CalendarSynced {
+            uid: "cal-1".to_owned(),
+            synced_at: now(),
+        });
+        Spec::with(())
+            .given(given.clone())
+            .when(synced("cal-1"))
+            .then_expect_events(vec![]);
+        Spec::with(())
+            .given(given)
+            .when(synced("cal-2"))
+            .then_expect_events(vec![BookingEvent::CalendarSynced {
+                uid: "cal-2".to_owned(),
+                synced_at: now(),
+            }]);
+    }
+
+    #[test]
+    fn a_failed_sync_is_recorded_per_attempt_and_a_reschedule_makes_it_pending() {
+        let failed = |attempts| BookingCommand::RecordCalendarSync {
+            outcome: CalendarOutcome::Failed {
+                reason: "timed out".to_owned(),
+                permanent: false,
+                attempts,
+            },
+            now: now(),
+        };
+        let mut given = created();
+        given.push(BookingEvent::CalendarSyncFailed {
+            reason: "timed out".to_owned(),
+            permanent: false,
+            attempts: 1,
+            failed_at: now(),
+        });
+        Spec::with(())
+            .given(given.clone())
+            .when(failed(1))
+            .then_expect_events(vec![]);
+        Spec::with(())
+            .given(given.clone())
+            .when(failed(2))
+            .then_expect_events(vec![BookingEvent::CalendarSyncFailed {
+                reason: "timed out".to_owned(),
+                permanent: false,
+                attempts: 2,
+                failed_at: now(),
+            }]);
+        let mut booking = Booking::default();
+        for event in given {
+            booking.apply(event);
+        }
+        booking.apply(BookingEvent::BookingRescheduled {
+            from: appointment(48),
+            to: appointment(72),
+            staff_from: StaffId(uuid::Uuid::from_u128(5)),
+            staff_to: StaffId(uuid::Uuid::from_u128(5)),
+        });
+        assert_eq!(booking.calendar_sync, CalendarSync::Pending);
     }
 }

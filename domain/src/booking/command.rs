@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{BookingSource, Customer};
+use super::{BookingSource, CalendarOutcome, Customer};
 use crate::settings::BookingRules;
 use crate::values::{BookingId, BranchId, Money, ServiceId, StaffId, TenantId, TimeRange};
 
@@ -84,6 +84,13 @@ pub enum BookingCommand {
     },
     /// Records that the customer did not come.
     MarkNoShow {
+        /// The decision time.
+        now: DateTime<Utc>,
+    },
+    /// Records what mirroring the booking to the external calendar came to.
+    RecordCalendarSync {
+        /// The outcome.
+        outcome: CalendarOutcome,
         /// The decision time.
         now: DateTime<Utc>,
     },

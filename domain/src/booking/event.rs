@@ -79,6 +79,24 @@ pub enum BookingEvent {
         /// When recorded.
         marked_at: DateTime<Utc>,
     },
+    /// The external calendar mirrors the booking as it is now.
+    CalendarSynced {
+        /// The calendar's id for it.
+        uid: String,
+        /// When recorded.
+        synced_at: DateTime<Utc>,
+    },
+    /// Mirroring it to the external calendar failed.
+    CalendarSyncFailed {
+        /// What went wrong.
+        reason: String,
+        /// Refused for good (otherwise it is retried).
+        permanent: bool,
+        /// Attempts so far.
+        attempts: u32,
+        /// When recorded.
+        failed_at: DateTime<Utc>,
+    },
     /// Customer details or notes changed.
     BookingDetailsUpdated {
         /// Customer.
@@ -98,6 +116,8 @@ impl DomainEvent for BookingEvent {
             Self::BookingCompleted { .. } => "BookingCompleted",
             Self::BookingMarkedNoShow { .. } => "BookingMarkedNoShow",
             Self::BookingDetailsUpdated { .. } => "BookingDetailsUpdated",
+            Self::CalendarSynced { .. } => "CalendarSynced",
+            Self::CalendarSyncFailed { .. } => "CalendarSyncFailed",
         };
         name.to_owned()
     }

@@ -7,7 +7,10 @@ mod error;
 mod event;
 mod policy;
 
-pub use aggregate::{Booking, BookingSource, BookingStatus, Cancellation, Customer, check_timing};
+pub use aggregate::{
+    Booking, BookingSource, BookingStatus, CalendarOutcome, CalendarSync, Cancellation, Customer,
+    check_timing,
+};
 pub use command::{BookingCommand, NewBooking};
 pub use error::BookingError;
 pub use event::BookingEvent;
