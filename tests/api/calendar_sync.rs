@@ -2,9 +2,11 @@
 //! cancelled there, each call checked for its method, path, headers and body, and the booking
 //! records the outcome.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use sagas::ShiftedClock;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::{method, path, path_regex};
@@ -313,4 +315,219 @@ async fn a_tenant_without_calcom_is_not_synced_and_credentials_are_sealed(pool: 
     assert_eq!(body["overall"], "healthy", "{body}");
     assert_eq!(body["integrations"][0]["name"], "calcom");
     assert_eq!(body["integrations"][0]["connected"], true);
+}
+
+/// A salon connected to a Cal.com fake, on a server whose clock the test moves.
+async fn connected_salon(
+    pool: PgPool,
+    calcom: &MockServer,
+    change: impl FnOnce(&mut api::config::ServeConfig),
+) -> (TestApp, Salon, ShiftedClock) {
+    let clock = ShiftedClock::default();
+    let uri = calcom.uri();
+    let shared = clock.clone();
+    let app = TestApp::spawn_with(pool, |c| {
+        c.integrations.calcom_api_url = uri;
+        c.clock = Arc::new(shared);
+        change(c);
+    })
+    .await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    connect(&app, &salon).await;
+    (app, salon, clock)
+}
+
+async fn book(app: &TestApp, salon: &Salon, days: i64, hour: u32) -> String {
+    let (status, created) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(salon, Some(0), berlin(days, hour, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The booking's calendar sync state once `done` holds for it.
+async fn sync_state(
+    app: &TestApp,
+    salon: &Salon,
+    booking: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/v2/mcp/bookings/{booking}");
+    let sync = || async {
+        let (_, body) = app.get(&salon.key, &path).await;
+        body["data"].clone()
+    };
+    let seen = poll_until(Duration::from_secs(20), || async { done(&sync().await) }).await;
+    let last = sync().await;
+    assert!(seen, "the booking never reached the expected state: {last}");
+    last
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_slow_calcom_is_cut_at_the_timeout_and_the_sync_is_retried_later(pool: PgPool) {
+    let calcom = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(5)))
+        .mount(&calcom)
+        .await;
+    let (app, salon, clock) = connected_salon(pool, &calcom, |c| {
+        c.integrations.timeout = 2.0;
+        c.integrations.max_retries = 0;
+    })
+    .await;
+    let booking = book(&app, &salon, 2, 10).await;
+
+    let failed = sync_state(&app, &salon, &booking, |b| {
+        b["calendar_sync"]["state"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["status"], "confirmed", "the booking stays confirmed");
+    assert_eq!(failed["calendar_sync"]["permanent"], false, "{failed}");
+    assert_eq!(failed["calendar_sync"]["attempts"], 1, "{failed}");
+    // Cut at the timeout: the failure is recorded well before the fake's 5 s would be up.
+    let took: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM max(recorded_at) FILTER (WHERE event_type = 'CalendarSyncFailed')
+                                 - max(recorded_at) FILTER (WHERE event_type = 'BookingConfirmed'))::float8
+         FROM events WHERE aggregate_id = $1",
+    )
+    .bind(&booking)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((1.9..4.5).contains(&took), "the call took {took} s");
+    // The retry waits five minutes on the saga's clock.
+    let due: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM due_at - now())::float8 FROM saga_jobs WHERE instance_id = $1",
+    )
+    .bind(&booking)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(due > 240.0, "the retry is due in {due} s");
+
+    // Cal.com answers again; five minutes later the retry looks for the booking first (the
+    // timed-out call may have made it), finds none, and creates it.
+    calcom.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/bookings"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": [], "pagination": {} })),
+        )
+        .mount(&calcom)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let start = body["start"].as_str().unwrap_or_default();
+            ResponseTemplate::new(201).set_body_json(cal_booking(
+                "cal-1",
+                start,
+                "accepted",
+                &body["metadata"],
+            ))
+        })
+        .mount(&calcom)
+        .await;
+    clock.advance(chrono::Duration::minutes(5));
+    let synced = sync_state(&app, &salon, &booking, |b| {
+        b["calendar_sync"]["uid"] == "cal-1"
+    })
+    .await;
+    assert_eq!(synced["calendar_sync"]["state"], "synced");
+    let received = requests(&calcom, 2).await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0].method.as_str(), "GET");
+    let query: Vec<(String, String)> = received[0].url.query_pairs().into_owned().collect();
+    assert!(
+        query.contains(&("eventTypeId".to_owned(), EVENT_TYPE.to_string())),
+        "{query:?}"
+    );
+    assert_eq!(received[1].method.as_str(), "POST");
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgPool) {
+    let calcom = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({ "status": "error", "error": { "code": "ServiceUnavailableException", "message": "down" } })))
+        .mount(&calcom)
+        .await;
+    let (app, salon, clock) = connected_salon(pool, &calcom, |c| {
+        c.integrations.max_retries = 0;
+        c.integrations.circuit_failure_threshold = 5;
+        c.integrations.circuit_recovery_timeout = 60;
+    })
+    .await;
+    let health = || async {
+        let (status, body) = app.get(&salon.key, "/api/v2/mcp/integrations/health").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    };
+    for hour in [9, 10, 11, 13, 14] {
+        let booking = book(&app, &salon, 2, hour).await;
+        sync_state(&app, &salon, &booking, |b| {
+            b["calendar_sync"]["state"] == "failed"
+        })
+        .await;
+    }
+    assert_eq!(requests(&calcom, 5).await.len(), 5);
+    let open = health().await;
+    assert_eq!(open["overall"], "unhealthy", "{open}");
+    assert_eq!(open["integrations"][0]["state"], "open", "{open}");
+    assert_eq!(open["integrations"][0]["failure_count"], 5, "{open}");
+    assert_eq!(open["integrations"][0]["pending_retries"], 5, "{open}");
+
+    // The sixth is not attempted.
+    let sixth = book(&app, &salon, 2, 15).await;
+    let refused = sync_state(&app, &salon, &sixth, |b| {
+        b["calendar_sync"]["state"] == "failed"
+    })
+    .await;
+    assert!(
+        refused["calendar_sync"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{refused}"
+    );
+    assert_eq!(calcom.received_requests().await.unwrap().len(), 5);
+
+    // After the recovery timeout one probe goes through; it succeeds and closes the circuit.
+    calcom.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let start = body["start"].as_str().unwrap_or_default();
+            ResponseTemplate::new(201).set_body_json(cal_booking(
+                "cal-probe",
+                start,
+                "accepted",
+                &body["metadata"],
+            ))
+        })
+        .mount(&calcom)
+        .await;
+    clock.advance(chrono::Duration::seconds(61));
+    let probe = book(&app, &salon, 2, 16).await;
+    sync_state(&app, &salon, &probe, |b| {
+        b["calendar_sync"]["uid"] == "cal-probe"
+    })
+    .await;
+    assert_eq!(requests(&calcom, 1).await.len(), 1);
+    let closed = health().await;
+    assert_eq!(closed["overall"], "healthy", "{closed}");
+    assert_eq!(closed["integrations"][0]["state"], "closed", "{closed}");
+    assert!(
+        closed["integrations"][0]["last_success"].is_string(),
+        "{closed}"
+    );
 }
