@@ -162,12 +162,15 @@ impl Integrations {
             ..RetryPolicy::default()
         };
         // A claim outlives the longest run: each try makes up to three calls, each cut at the
-        // timeout, with backoffs of at most 6.4 s in between.
-        let per_try = Duration::from_secs_f64(settings.timeout.max(0.0)).saturating_mul(3)
-            + Duration::from_millis(6400);
-        let lease = chrono::Duration::from_std(per_try.saturating_mul(settings.max_retries + 1))
-            .unwrap_or(chrono::Duration::hours(1))
-            + chrono::Duration::seconds(30);
+        // timeout, and waits at most a rate limit's reset before the next.
+        let calls = Duration::from_secs_f64(settings.timeout.max(0.0))
+            .saturating_mul(3)
+            .saturating_mul(settings.max_retries + 1);
+        let waits = retry
+            .max_rate_limit_wait
+            .saturating_mul(settings.max_retries);
+        let lease = chrono::Duration::from_std(calls + waits + Duration::from_secs(5))
+            .unwrap_or(chrono::Duration::hours(1));
         let driver = CalendarSyncDriver::new(
             commands.clone(),
             self.calcom.clone(),

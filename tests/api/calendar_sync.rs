@@ -2,7 +2,7 @@
 //! cancelled there, each call checked for its method, path, headers and body, and the booking
 //! records the outcome.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -13,7 +13,8 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::TestApp;
-use crate::support::app::{Salon, berlin, poll_until};
+use crate::support::app::{Salon, TEST_SECRET_KEY, berlin, database_url, poll_until};
+use crate::support::process::BookingdProcess;
 
 const API_KEY: &str = "cal_test_0123456789abcdef";
 const EVENT_TYPE: i64 = 4711;
@@ -484,6 +485,9 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
     assert_eq!(open["integrations"][0]["state"], "open", "{open}");
     assert_eq!(open["integrations"][0]["failure_count"], 5, "{open}");
     assert_eq!(open["integrations"][0]["pending_retries"], 5, "{open}");
+    let (_, liveness) = app.get(&salon.key, "/api/v2/mcp/health").await;
+    assert_eq!(liveness["status"], "degraded", "{liveness}");
+    assert_eq!(liveness["integrations"][0]["state"], "open", "{liveness}");
 
     // The sixth is not attempted.
     let sixth = book(&app, &salon, 2, 15).await;
@@ -530,4 +534,79 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
         closed["integrations"][0]["last_success"].is_string(),
         "{closed}"
     );
+}
+
+/// A Cal.com fake that remembers what it was asked to create: creating answers after
+/// `delay`, listing finds what was created.
+async fn stateful_calcom(delay: Duration) -> (MockServer, Arc<Mutex<Vec<Value>>>) {
+    let server = MockServer::start().await;
+    let made: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let store = made.clone();
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(move |request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let mut made = store.lock().unwrap();
+            let uid = format!("cal-{}", made.len() + 1);
+            let start = body["start"].as_str().unwrap_or_default();
+            let booking = cal_booking(&uid, start, "accepted", &body["metadata"]);
+            made.push(booking["data"].clone());
+            ResponseTemplate::new(201)
+                .set_body_json(booking)
+                .set_delay(delay)
+        })
+        .mount(&server)
+        .await;
+    let listed = made.clone();
+    Mock::given(method("GET"))
+        .and(path("/v2/bookings"))
+        .respond_with(move |_: &Request| {
+            let data = listed.lock().unwrap().clone();
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": data, "pagination": {} }))
+        })
+        .mount(&server)
+        .await;
+    (server, made)
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_saga_killed_mid_call_resumes_without_booking_calcom_twice(pool: PgPool) {
+    let (calcom, made) = stateful_calcom(Duration::from_secs(3)).await;
+    let mut app = TestApp::bare(pool.clone()).await;
+    let url = database_url(&pool);
+    let env = [
+        ("CALCOM_API_URL", calcom.uri()),
+        ("BOOKINGD_SECRET_KEY", TEST_SECRET_KEY.to_owned()),
+        ("MCP_TIMEOUT", "1".to_owned()),
+        ("MCP_MAX_RETRIES", "0".to_owned()),
+    ];
+    let mut first = BookingdProcess::start_with(&url, &app.nats.url(), &env).await;
+    app.address = first.address.clone();
+    let salon = app.seed_salon("Salon", "professional").await;
+    connect(&app, &salon).await;
+    let booking = book(&app, &salon, 2, 10).await;
+    // Killed while Cal.com is still answering the create.
+    requests(&calcom, 1).await;
+    first.kill();
+    assert_eq!(made.lock().unwrap().len(), 1);
+
+    // The restarted process takes the job over once the dead one's claim lapses, finds the
+    // booking the killed call made, and records it instead of making another.
+    let second = BookingdProcess::start_with(&url, &app.nats.url(), &env).await;
+    app.address = second.address.clone();
+    let synced = sync_state(&app, &salon, &booking, |b| {
+        b["calendar_sync"]["uid"] == "cal-1"
+    })
+    .await;
+    assert_eq!(synced["calendar_sync"]["state"], "synced", "{synced}");
+    let posts = calcom
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "Cal.com was asked to create the booking once");
+    assert_eq!(made.lock().unwrap().len(), 1);
 }

@@ -128,7 +128,8 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
 }
 
 /// The key test servers seal integration credentials with.
-const TEST_SECRET_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub(crate) const TEST_SECRET_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 async fn start_instance(url: &str, nats_url: &str) -> (String, oneshot::Sender<()>) {
     start_configured(serve_config(url, nats_url)).await

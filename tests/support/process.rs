@@ -14,6 +14,15 @@ pub(crate) struct BookingdProcess {
 impl BookingdProcess {
     /// Starts `bookingd serve` on a free port and waits until it answers.
     pub(crate) async fn start(database_url: &str, nats_url: &str) -> Self {
+        Self::start_with(database_url, nats_url, &[]).await
+    }
+
+    /// The same, with more environment variables.
+    pub(crate) async fn start_with(
+        database_url: &str,
+        nats_url: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -25,6 +34,7 @@ impl BookingdProcess {
             .env("BOOKINGD_BIND", format!("127.0.0.1:{port}"))
             .env("BOOKINGD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

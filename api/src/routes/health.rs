@@ -16,7 +16,8 @@ pub fn router() -> Router<AppState> {
 /// How bookingd and its dependencies are.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when a dependency is down.
+    /// `ok`, or `degraded` when a dependency is down or an integration's circuit is not
+    /// closed.
     pub status: String,
     /// `ok` or `unavailable`.
     pub database: String,
@@ -24,6 +25,8 @@ pub struct Health {
     pub nats: String,
     /// The running version.
     pub version: String,
+    /// Each integration's circuit.
+    pub integrations: Vec<adapters::circuit::CircuitHealth>,
 }
 
 async fn health(State(app): State<AppState>) -> axum::Json<Health> {
@@ -35,7 +38,11 @@ async fn health(State(app): State<AppState>) -> axum::Json<Health> {
         async_nats::connection::State::Connected => "connected".to_owned(),
         other => other.to_string(),
     };
-    let status = if database == "ok" && nats == "connected" {
+    let integrations: Vec<_> = app.circuits.iter().map(|c| c.health()).collect();
+    let circuits_closed = integrations
+        .iter()
+        .all(|c| c.state == adapters::circuit::CircuitState::Closed);
+    let status = if database == "ok" && nats == "connected" && circuits_closed {
         "ok"
     } else {
         "degraded"
@@ -45,5 +52,6 @@ async fn health(State(app): State<AppState>) -> axum::Json<Health> {
         database: database.to_owned(),
         nats,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        integrations,
     })
 }
