@@ -149,7 +149,8 @@ impl Saga for CalendarSync {
             }
             (BookingEvent::BookingCancelled { reason, .. }, Some(wanted)) => {
                 wanted.cancelled = Some(reason);
-                wanted.confirmed || next.remote.is_some()
+                // A refused create left nothing in Cal.com to cancel.
+                next.remote.is_some() || (wanted.confirmed && !next.refused)
             }
             (BookingEvent::BookingDetailsUpdated { customer, notes }, Some(wanted)) => {
                 wanted.customer = customer;
@@ -186,8 +187,10 @@ impl Saga for CalendarSync {
                 if error.is_transient() {
                     Reaction::just(next).and_schedule(SYNC, now + RETRY_AFTER, SyncJob::Sync)
                 } else {
+                    // Not tried again, even if an event (our own compensation) set it again
+                    // while this run was out.
                     next.refused = true;
-                    Reaction::just(next)
+                    Reaction::just(next).and_cancel(SYNC)
                 }
             }
         }
@@ -653,6 +656,7 @@ mod tests {
         );
         assert!(taken.state.refused);
         assert!(taken.schedule.is_empty());
+        assert_eq!(taken.cancel, [SYNC]);
         let remote = RemoteBooking {
             uid: "cal-1".to_owned(),
             start: now(),

@@ -610,3 +610,59 @@ async fn a_saga_killed_mid_call_resumes_without_booking_calcom_twice(pool: PgPoo
     assert_eq!(posts, 1, "Cal.com was asked to create the booking once");
     assert_eq!(made.lock().unwrap().len(), 1);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(pool: PgPool) {
+    let calcom = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "status": "error", "timestamp": "2030-01-01T00:00:00.000Z", "path": "/v2/bookings",
+            "error": { "code": "BadRequestException", "message": "User either already has booking at this time or is not available",
+                       "details": { "message": "User either already has booking at this time or is not available", "error": "Bad Request", "statusCode": 400 } }
+        })))
+        .mount(&calcom)
+        .await;
+    let (app, salon, _) = connected_salon(pool, &calcom, |_| {}).await;
+    let start = berlin(2, 10, 0);
+    let booking = book(&app, &salon, 2, 10).await;
+
+    let cancelled = sync_state(&app, &salon, &booking, |b| b["status"] == "cancelled").await;
+    assert_eq!(cancelled["calendar_sync"]["state"], "failed", "{cancelled}");
+    assert_eq!(cancelled["calendar_sync"]["permanent"], true, "{cancelled}");
+    assert_eq!(cancelled["cancellation"]["actor"], "saga:calendar-sync");
+    // The saga settles with nothing left to do: one call, a refusal is not retried.
+    assert!(
+        poll_until(Duration::from_secs(20), || async {
+            let (jobs, taken): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM saga_jobs WHERE instance_id = $1),
+                        (SELECT last_sequence FROM saga_instances WHERE saga = 'calendar-sync' AND instance_id = $1)",
+            )
+            .bind(&booking)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            jobs == 0 && taken == 4
+        })
+        .await
+    );
+    assert_eq!(calcom.received_requests().await.unwrap().len(), 1);
+    // The slot is free again.
+    let (status, again) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), start),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let alerts: Vec<String> = sqlx::query_scalar(
+        "SELECT message FROM operator_alerts WHERE source = 'calendar-sync' AND subject = $1",
+    )
+    .bind(format!("booking {booking}"))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].contains("slot is taken"), "{alerts:?}");
+}
