@@ -65,6 +65,22 @@ pub struct CalendarSettings {
     pub hosts: Vec<HostMapping>,
 }
 
+/// A tenant's Cal.com secrets, sealed together.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CalendarSecrets {
+    /// The API key the calls are made with.
+    pub api_key: String,
+    /// The secret Cal.com signs its webhooks with (`X-Cal-Signature-256`).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for CalendarSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CalendarSecrets(<redacted>)")
+    }
+}
+
 /// Credentials in Postgres.
 #[derive(Debug, Clone)]
 pub struct PgAccounts {
@@ -83,21 +99,22 @@ impl PgAccounts {
         Ok(XChaCha20Poly1305::new((&key.0).into()))
     }
 
-    /// Stores (or replaces) the tenant's Cal.com key and settings.
+    /// Stores (or replaces) the tenant's Cal.com secrets and settings.
     pub async fn store_calendar(
         &self,
         tenant: TenantId,
-        api_key: &str,
+        secrets: &CalendarSecrets,
         settings: &CalendarSettings,
     ) -> Result<(), CredentialError> {
         let cipher = self.cipher()?;
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated(tenant, CALCOM);
+        let plain = serde_json::to_vec(secrets).map_err(|_| CredentialError::Sealed)?;
         let sealed = cipher
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: api_key.as_bytes(),
+                    msg: &plain,
                     aad: &aad,
                 },
             )
@@ -145,10 +162,11 @@ impl PgAccounts {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn open_calendar(
+    /// The tenant's Cal.com secrets and settings, if connected.
+    pub async fn open_calendar(
         &self,
         tenant: TenantId,
-    ) -> Result<Option<CalendarAccount>, CredentialError> {
+    ) -> Result<Option<(CalendarSecrets, CalendarSettings)>, CredentialError> {
         let row: Option<(Vec<u8>, Vec<u8>, Json<CalendarSettings>)> = sqlx::query_as(
             "SELECT nonce, sealed, settings FROM integration_credentials
              WHERE tenant_id = $1 AND integration = $2",
@@ -164,7 +182,7 @@ impl PgAccounts {
             return Err(CredentialError::Sealed);
         }
         let aad = associated(tenant, CALCOM);
-        let key = self
+        let plain = self
             .cipher()?
             .decrypt(
                 XNonce::from_slice(&nonce),
@@ -174,11 +192,8 @@ impl PgAccounts {
                 },
             )
             .map_err(|_| CredentialError::Sealed)?;
-        Ok(Some(CalendarAccount {
-            api_key: String::from_utf8(key).map_err(|_| CredentialError::Sealed)?,
-            event_types: settings.event_types,
-            hosts: settings.hosts,
-        }))
+        let secrets = serde_json::from_slice(&plain).map_err(|_| CredentialError::Sealed)?;
+        Ok(Some((secrets, settings)))
     }
 }
 
@@ -189,9 +204,14 @@ fn associated(tenant: TenantId, integration: &str) -> Vec<u8> {
 #[async_trait]
 impl Accounts for PgAccounts {
     async fn calendar(&self, tenant: TenantId) -> Result<Option<CalendarAccount>, PortError> {
-        self.open_calendar(tenant).await.map_err(|e| match e {
+        let opened = self.open_calendar(tenant).await.map_err(|e| match e {
             CredentialError::Database(e) => PortError::Transient(e.to_string()),
             other => PortError::Rejected(other.to_string()),
-        })
+        })?;
+        Ok(opened.map(|(secrets, settings)| CalendarAccount {
+            api_key: secrets.api_key,
+            event_types: settings.event_types,
+            hosts: settings.hosts,
+        }))
     }
 }

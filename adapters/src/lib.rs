@@ -12,7 +12,8 @@
 //! * [`saga_worker`]: a durable JetStream consumer per saga feeding `sagas::runtime`, and
 //!   the runner of its due jobs.
 //! * [`calcom`], [`circuit`]: Cal.com API v2 behind the `sagas::ports::Calendar` port, with a
-//!   circuit breaker per integration; [`integrations`]: tenants' sealed credentials.
+//!   circuit breaker per integration; [`integrations`]: tenants' sealed credentials;
+//!   [`webhooks`]: inbound webhook signatures.
 //! * [`directory`]: cross-aggregate look-ups for the write side.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
@@ -28,6 +29,7 @@ pub mod integrations;
 pub mod projection_worker;
 pub mod relay;
 pub mod saga_worker;
+pub mod webhooks;
 
 pub use api_keys::{ApiKeys, NewApiKey};
 pub use appends::Appends;

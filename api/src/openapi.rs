@@ -109,7 +109,7 @@ impl Doc {
         }
         if op.tag == "admin" {
             operation["security"] = json!([{ "operator": [] }]);
-        } else if op.tag == "health" {
+        } else if op.tag == "health" || op.tag == "webhooks" {
             operation["security"] = json!([]);
         }
         let path = self
@@ -738,6 +738,16 @@ pub fn document() -> Value {
         status: "204",
         response: None,
     });
+    op!(
+        "post",
+        "/api/v2/webhooks/calcom/{tenant_id}",
+        "webhooks",
+        "Cal.com booking webhooks (X-Cal-Signature-256): bookings made in Cal.com block their host's time",
+        None,
+        serde_json::Value,
+        "200",
+        crate::routes::webhooks::WebhookOutcome
+    );
     op!(
         "get",
         mcp("/integrations/health"),

@@ -81,6 +81,7 @@ pub fn app_router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2/mcp", routes::health::router().merge(tenant_routes))
         .nest("/api/v2/admin", operator_routes)
+        .nest("/api/v2/webhooks", routes::webhooks::router())
         .route("/api/v2/openapi.json", get(openapi))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -112,6 +112,16 @@ impl Principal {
         }
     }
 
+    /// The tenant's own machinery (a saga, a verified webhook): every permission, no key;
+    /// its commands name their actor in their metadata.
+    pub fn internal(tenant_id: TenantId) -> Self {
+        Self {
+            key_id: Uuid::nil(),
+            tenant_id,
+            role: Role::Admin,
+        }
+    }
+
     /// The actor recorded in event metadata.
     pub fn actor(&self) -> String {
         format!("api_key:{}", self.key_id)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use commands::{CancelBookingInput, Channel, CommandMeta, Commands, Principal, Role, Store};
+use commands::{CancelBookingInput, Channel, CommandMeta, Commands, Principal, Store};
 use domain::booking::Customer;
 use domain::values::{BookingId, ServiceId, StaffId, TenantId};
 use domain::{BookingEvent, CalendarOutcome};
@@ -443,11 +443,7 @@ impl<S: Store> CalendarSyncDriver<S> {
         if let PortError::SlotTaken(message) = error
             && wanted.cancelled.is_none()
         {
-            let saga = Principal {
-                key_id: Uuid::nil(),
-                tenant_id: wanted.tenant_id,
-                role: Role::Admin,
-            };
+            let saga = Principal::internal(wanted.tenant_id);
             let input = CancelBookingInput {
                 reason: format!("the slot is taken in the calendar: {message}"),
             };

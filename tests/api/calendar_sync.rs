@@ -666,3 +666,154 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("slot is taken"), "{alerts:?}");
 }
+
+/// Posts a Cal.com delivery, signed with `secret` (or with the given header).
+async fn deliver(
+    app: &TestApp,
+    tenant: &str,
+    body: &Value,
+    signature: Option<String>,
+) -> (StatusCode, Value) {
+    let raw = serde_json::to_vec(body).unwrap();
+    let mut request = app
+        .http
+        .post(format!("{}/api/v2/webhooks/calcom/{tenant}", app.address))
+        .header("content-type", "application/json")
+        .header("x-cal-webhook-version", "2021-10-20")
+        .body(raw);
+    if let Some(signature) = signature {
+        request = request.header("x-cal-signature-256", signature);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn cal_delivery(trigger: &str, uid: &str, start: &str, end: &str, extra: &Value) -> Value {
+    let mut payload = json!({
+        "type": "haircut", "title": "Haircut between Salon and Max", "description": "",
+        "startTime": start, "endTime": end, "uid": uid, "bookingId": 91, "eventTypeId": EVENT_TYPE,
+        "organizer": { "id": 101, "name": "Anna", "email": "anna@salon.example", "timeZone": "Europe/Berlin", "language": { "locale": "de" } },
+        "attendees": [{ "name": "Max", "email": "max@example.com", "timeZone": "Europe/Berlin", "language": { "locale": "de" } }],
+        "metadata": {}, "status": if trigger == "BOOKING_CANCELLED" { "CANCELLED" } else { "ACCEPTED" },
+    });
+    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({ "triggerEvent": trigger, "createdAt": "2030-01-01T09:30:00.538Z", "payload": payload })
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn bookings_made_in_calcom_block_their_hosts_time_once_and_only_when_signed(pool: PgPool) {
+    let calcom = fake_calcom().await;
+    let uri = calcom.uri();
+    let app = TestApp::spawn_with(pool, |c| c.integrations.calcom_api_url = uri).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let secret = "whsec_0123456789";
+    let (status, body) = app
+        .put(
+            &salon.key,
+            "/api/v2/mcp/integrations/calcom",
+            json!({ "api_key": API_KEY, "webhook_secret": secret,
+                    "event_types": [{ "service_id": salon.service_id, "event_type_id": EVENT_TYPE }],
+                    "hosts": [{ "staff_id": salon.staff_ids[0], "host_id": 101 }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let start = berlin(2, 15, 0);
+    let (from, to) = (
+        start.to_rfc3339(),
+        (start + chrono::Duration::minutes(45)).to_rfc3339(),
+    );
+    let created = cal_delivery("BOOKING_CREATED", "ext-1", &from, &to, &json!({}));
+    let sign = |body: &Value| {
+        Some(adapters::webhooks::calcom_signature(
+            secret.as_bytes(),
+            &serde_json::to_vec(body).unwrap(),
+        ))
+    };
+    let events = app.event_count().await;
+
+    // Unsigned, forged or signed with another secret: refused, nothing recorded.
+    for signature in [
+        None,
+        Some("no-secret-provided".to_owned()),
+        Some(adapters::webhooks::calcom_signature(
+            b"another secret",
+            &serde_json::to_vec(&created).unwrap(),
+        )),
+    ] {
+        let (status, body) = deliver(&app, &salon.tenant_id, &created, signature).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"]["type"], "PERMISSION_DENIED", "{body}");
+    }
+    // A valid signature over a different body does not pass either.
+    let mut tampered = created.clone();
+    tampered["payload"]["endTime"] = json!(start + chrono::Duration::hours(5));
+    let (status, _) = deliver(&app, &salon.tenant_id, &tampered, sign(&created)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.event_count().await, events);
+    let receipts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_receipts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(receipts, 0);
+
+    // Signed: the host's time is blocked, so that slot cannot be booked here.
+    let (status, body) = deliver(&app, &salon.tenant_id, &created, sign(&created)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), start),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A replay changes nothing.
+    let events = app.event_count().await;
+    let (status, body) = deliver(&app, &salon.tenant_id, &created, sign(&created)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("duplicate")),
+        "{body}"
+    );
+    assert_eq!(app.event_count().await, events);
+    // Our own bookings, mirrored back, are not blocked twice.
+    let ours = cal_delivery(
+        "BOOKING_CREATED",
+        "cal-9",
+        &berlin(3, 9, 0).to_rfc3339(),
+        &berlin(3, 9, 30).to_rfc3339(),
+        &json!({ "metadata": { "bookingd_booking_id": uuid::Uuid::new_v4() } }),
+    );
+    let (_, body) = deliver(&app, &salon.tenant_id, &ours, sign(&ours)).await;
+    assert_eq!(body["status"], "ignored", "{body}");
+
+    // Cancelled in Cal.com: the time is free again.
+    let cancelled = cal_delivery(
+        "BOOKING_CANCELLED",
+        "ext-1",
+        &from,
+        &to,
+        &json!({ "cancellationReason": "krank" }),
+    );
+    let (status, body) = deliver(&app, &salon.tenant_id, &cancelled, sign(&cancelled)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), start),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use adapters::circuit::{CircuitHealth, CircuitState};
-use adapters::integrations::{CalendarSettings, CredentialError};
+use adapters::integrations::{CalendarSecrets, CalendarSettings, CredentialError};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,6 +44,10 @@ pub struct CalComInput {
     /// Which Cal.com user is which staff member.
     #[serde(default)]
     pub hosts: Vec<HostMapping>,
+    /// The secret of the Cal.com webhook pointed at `/api/v2/webhooks/calcom/{tenant_id}`;
+    /// stored sealed. Without it, inbound webhooks are refused.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
 }
 
 /// The tenant's Cal.com connection, without its key.
@@ -92,7 +96,36 @@ async fn connect_calcom(
         ));
     }
     let tenant_id = caller.who.tenant_id;
-    let (tenant, _) = reads::tenant(&app, tenant_id).await?;
+    check_mappings(&app, tenant_id, &input).await?;
+    let settings = CalendarSettings {
+        event_types: input.event_types,
+        hosts: input.hosts,
+    };
+    let webhook_secret = input.webhook_secret.filter(|s| !s.trim().is_empty());
+    if webhook_secret.as_ref().is_some_and(|s| s.len() > 500) {
+        return Err(ApiError::invalid(
+            "webhook_secret",
+            "a webhook secret is at most 500 characters",
+        ));
+    }
+    let secrets = CalendarSecrets {
+        api_key: key.to_owned(),
+        webhook_secret,
+    };
+    app.accounts
+        .store_calendar(tenant_id, &secrets, &settings)
+        .await
+        .map_err(credential_error)?;
+    Ok(axum::Json(CalComConnection::of(settings)))
+}
+
+/// Refuses mappings naming services or staff the tenant does not have, or naming one twice.
+async fn check_mappings(
+    app: &AppState,
+    tenant_id: domain::values::TenantId,
+    input: &CalComInput,
+) -> Result<(), ApiError> {
+    let (tenant, _) = reads::tenant(app, tenant_id).await?;
     let mut seen = Mapped::default();
     for (i, mapping) in input.event_types.iter().enumerate() {
         let field = format!("event_types[{i}]");
@@ -112,12 +145,12 @@ async fn connect_calcom(
             ));
         }
         if let Some(staff) = mapping.staff_id {
-            known_staff(&app, tenant_id, staff, &field).await?;
+            known_staff(app, tenant_id, staff, &field).await?;
         }
     }
     for (i, host) in input.hosts.iter().enumerate() {
         let field = format!("hosts[{i}]");
-        known_staff(&app, tenant_id, host.staff_id, &field).await?;
+        known_staff(app, tenant_id, host.staff_id, &field).await?;
         if !seen.hosts.insert(host.host_id) {
             return Err(ApiError::invalid(
                 &field,
@@ -125,15 +158,7 @@ async fn connect_calcom(
             ));
         }
     }
-    let settings = CalendarSettings {
-        event_types: input.event_types,
-        hosts: input.hosts,
-    };
-    app.accounts
-        .store_calendar(tenant_id, key, &settings)
-        .await
-        .map_err(credential_error)?;
-    Ok(axum::Json(CalComConnection::of(settings)))
+    Ok(())
 }
 
 /// What a mapping may name only once.

@@ -14,6 +14,7 @@ pub mod projections;
 pub mod services;
 pub mod staff;
 pub mod tenant;
+pub mod webhooks;
 
 use axum::http::StatusCode;
 

@@ -1,0 +1,284 @@
+//! Inbound webhooks, authenticated by their sender's signature instead of an API key.
+//!
+//! Cal.com (`POST /api/v2/webhooks/calcom/{tenant_id}`): a booking made directly in Cal.com
+//! blocks its host's time here, a cancellation frees it, a reschedule moves it. The signature
+//! (`X-Cal-Signature-256`, HMAC-SHA256 of the raw body with the tenant's webhook secret) is
+//! checked before the body is read; Cal.com signs no timestamp, so each delivery is
+//! remembered by trigger and booking uid and a replay changes nothing.
+
+use adapters::calcom::BOOKING_ID_KEY;
+use adapters::integrations::{CalendarSettings, CredentialError};
+use adapters::webhooks::calcom_signature_valid;
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use commands::{BlockTimeInput, Channel, CommandError, CommandMeta, Principal};
+use domain::StaffError;
+use domain::values::{BlockId, StaffId, TenantId};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Path};
+use crate::state::AppState;
+
+/// `/api/v2/webhooks…`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/calcom/{tenant_id}", post(calcom))
+}
+
+/// What a delivery came to.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WebhookOutcome {
+    /// `applied`, `duplicate` (handled before), `ignored` or `conflict` (an operator is told).
+    pub status: String,
+    /// Why, when not applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl WebhookOutcome {
+    fn new(status: &str, reason: Option<&str>) -> Self {
+        Self {
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+}
+
+/// A Cal.com delivery: `{"triggerEvent", "createdAt", "payload"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Delivery {
+    trigger_event: String,
+    payload: Payload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    uid: Option<String>,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+    organizer: Option<Organizer>,
+    #[serde(default)]
+    metadata: Value,
+    reschedule_uid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Organizer {
+    id: Option<i64>,
+}
+
+fn refused(message: &str) -> ApiError {
+    ApiError::unauthorized(message.to_owned())
+}
+
+async fn calcom(
+    State(app): State<AppState>,
+    Path(tenant_id): Path<TenantId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<WebhookOutcome>, ApiError> {
+    let settings = verified(&app, tenant_id, &headers, &body).await?;
+    let delivery: Delivery = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a Cal.com delivery: {e}")))?;
+    let Some(uid) = delivery.payload.uid.clone() else {
+        return Ok(axum::Json(WebhookOutcome::new(
+            "ignored",
+            Some("no booking uid"),
+        )));
+    };
+    let key = format!("{}:{uid}", delivery.trigger_event);
+    let seen: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE source = 'calcom' AND tenant_id = $1 AND key = $2)",
+    )
+    .bind(tenant_id.0)
+    .bind(&key)
+    .fetch_one(&app.pool)
+    .await
+    .map_err(|_| ApiError::unavailable())?;
+    if seen {
+        return Ok(axum::Json(WebhookOutcome::new("duplicate", None)));
+    }
+    let meta = CommandMeta {
+        tenant_id,
+        correlation_id: Uuid::now_v7(),
+        causation_id: Uuid::new_v5(
+            &Uuid::NAMESPACE_URL,
+            format!("calcom:{tenant_id}:{key}").as_bytes(),
+        ),
+        actor: "webhook:calcom".to_owned(),
+        source: Channel::Webhook,
+        now: app.clock.now(),
+    };
+    let outcome = apply(&app, &meta, &settings, &delivery, &uid).await?;
+    // Recorded after its effect, which is idempotent: a delivery that failed half-way is
+    // applied in full when Cal.com (or an operator) sends it again.
+    sqlx::query(
+        "INSERT INTO webhook_receipts (source, tenant_id, key, outcome) VALUES ('calcom', $1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id.0)
+    .bind(&key)
+    .bind(&outcome.status)
+    .execute(&app.pool)
+    .await
+    .map_err(|_| ApiError::unavailable())?;
+    Ok(axum::Json(outcome))
+}
+
+/// The tenant's Cal.com settings, once the delivery's signature is its webhook secret's.
+async fn verified(
+    app: &AppState,
+    tenant_id: TenantId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CalendarSettings, ApiError> {
+    let signature = headers
+        .get("x-cal-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refused("X-Cal-Signature-256 is missing"))?;
+    let (secrets, settings) = match app.accounts.open_calendar(tenant_id).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err(refused("no Cal.com connection signs for this tenant")),
+        Err(CredentialError::Database(_)) => return Err(ApiError::unavailable()),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let secret = secrets
+        .webhook_secret
+        .ok_or_else(|| refused("this tenant has set no Cal.com webhook secret"))?;
+    if !calcom_signature_valid(secret.as_bytes(), body, signature) {
+        tracing::warn!(%tenant_id, "Cal.com webhook with a bad signature refused");
+        return Err(refused("the signature does not match the body"));
+    }
+    Ok(settings)
+}
+
+/// The block a Cal.com booking takes on its host's calendar: one per booking uid.
+fn block_of(tenant_id: TenantId, uid: &str) -> BlockId {
+    BlockId(Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("calcom-booking:{tenant_id}:{uid}").as_bytes(),
+    ))
+}
+
+async fn apply(
+    app: &AppState,
+    meta: &CommandMeta,
+    settings: &CalendarSettings,
+    delivery: &Delivery,
+    uid: &str,
+) -> Result<WebhookOutcome, ApiError> {
+    let payload = &delivery.payload;
+    if payload.metadata.get(BOOKING_ID_KEY).is_some() {
+        return Ok(WebhookOutcome::new(
+            "ignored",
+            Some("a booking of ours, mirrored"),
+        ));
+    }
+    let host = payload.organizer.as_ref().and_then(|o| o.id);
+    let Some(staff) = settings
+        .hosts
+        .iter()
+        .find(|h| Some(h.host_id) == host)
+        .map(|h| h.staff_id)
+    else {
+        return Ok(WebhookOutcome::new(
+            "ignored",
+            Some("the organizer is not mapped to a staff member"),
+        ));
+    };
+    match delivery.trigger_event.as_str() {
+        "BOOKING_CREATED" => block(app, meta, staff, uid, payload).await,
+        "BOOKING_CANCELLED" => {
+            unblock(app, meta, staff, uid).await?;
+            Ok(WebhookOutcome::new("applied", None))
+        }
+        "BOOKING_RESCHEDULED" => {
+            if let Some(old) = &payload.reschedule_uid {
+                unblock(app, meta, staff, old).await?;
+            }
+            block(app, meta, staff, uid, payload).await
+        }
+        _ => Ok(WebhookOutcome::new(
+            "ignored",
+            Some("a trigger that does not change availability"),
+        )),
+    }
+}
+
+async fn block(
+    app: &AppState,
+    meta: &CommandMeta,
+    staff: StaffId,
+    uid: &str,
+    payload: &Payload,
+) -> Result<WebhookOutcome, ApiError> {
+    let (Some(start), Some(end)) = (payload.start_time, payload.end_time) else {
+        return Err(ApiError::invalid(
+            "payload.startTime",
+            "a booking needs startTime and endTime",
+        ));
+    };
+    let who = Principal::internal(meta.tenant_id);
+    let input = BlockTimeInput {
+        start,
+        end,
+        reason: format!("Cal.com booking {uid}"),
+    };
+    let block_id = block_of(meta.tenant_id, uid);
+    match app
+        .commands
+        .block_staff_time(&who, meta, staff, block_id, input)
+        .await
+    {
+        Ok(_) | Err(CommandError::Staff(StaffError::BlockExists(_))) => {
+            Ok(WebhookOutcome::new("applied", None))
+        }
+        Err(CommandError::Staff(StaffError::BlockOverlapsBookings(ours))) => {
+            let message = format!(
+                "Cal.com booking {uid} ({start} to {end}) overlaps bookings {ours:?} of staff member {staff}"
+            );
+            tracing::error!(tenant_id = %meta.tenant_id, %message, "calendar conflict");
+            sqlx::query(
+                "INSERT INTO operator_alerts (id, tenant_id, source, subject, message)
+                 VALUES ($1, $2, 'webhook:calcom', $3, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(meta.causation_id)
+            .bind(meta.tenant_id.0)
+            .bind(format!("staff member {staff}"))
+            .bind(&message)
+            .execute(&app.pool)
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+            Ok(WebhookOutcome::new(
+                "conflict",
+                Some("the time overlaps bookings made here; an operator is alerted"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn unblock(
+    app: &AppState,
+    meta: &CommandMeta,
+    staff: StaffId,
+    uid: &str,
+) -> Result<(), ApiError> {
+    let who = Principal::internal(meta.tenant_id);
+    match app
+        .commands
+        .unblock_staff_time(&who, meta, staff, block_of(meta.tenant_id, uid))
+        .await
+    {
+        Ok(_) | Err(CommandError::Staff(StaffError::BlockNotFound(_))) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
