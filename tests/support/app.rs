@@ -20,6 +20,8 @@ static TRACING: Once = Once::new();
 
 /// Logs stay quiet unless `TEST_LOG` is set.
 fn init_tracing() {
+    // The test's own HTTP clients need rustls's provider, with or without an app in-process.
+    api::startup::install_crypto_provider();
     TRACING.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
             api::telemetry::init_subscriber(api::telemetry::get_subscriber(
