@@ -26,6 +26,7 @@ pub mod directory;
 pub mod event_store;
 pub mod idempotency;
 pub mod integrations;
+pub mod parked;
 pub mod projection_worker;
 pub mod relay;
 pub mod saga_worker;

@@ -182,3 +182,44 @@ fn saga_event(stored: &StoredEvent) -> Result<SagaEvent, String> {
         )?,
     })
 }
+
+/// Takes the events saga `S` parked again, in store order (after the fault is fixed).
+pub async fn retry_parked<S: Saga>(pool: &PgPool) -> Result<dead_letters::Retried, sqlx::Error> {
+    let name = format!("saga:{}", S::NAME);
+    let mut retried = dead_letters::Retried::default();
+    for (event_id, stored) in dead_letters::parked(pool, &name).await? {
+        let error = match saga_event(&stored) {
+            Err(e) => Some(e),
+            Ok(event) => match runtime::take::<S>(pool, &event, chrono::Utc::now()).await {
+                Ok(Taken::Applied | Taken::Seen | Taken::Ignored) => None,
+                Ok(Taken::TooEarly) => {
+                    Some("an earlier event of its aggregate is not taken".to_owned())
+                }
+                // Lost the database: stop. A statement the database refused is the fault itself.
+                Err(sagas::SagaError::Database(e)) if e.as_database_error().is_none() => {
+                    return Err(e);
+                }
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        dead_letters::record_retry(pool, &name, &event_id, error, &mut retried).await?;
+    }
+    Ok(retried)
+}
+
+/// Gives up one event saga `S` parked, so the events after it can be taken; false when no
+/// such event is parked.
+pub async fn skip_parked<S: Saga>(pool: &PgPool, event_id: &str) -> Result<bool, sagas::SagaError> {
+    let name = format!("saga:{}", S::NAME);
+    let Some((_, stored)) = dead_letters::parked(pool, &name)
+        .await?
+        .into_iter()
+        .find(|(id, _)| id == event_id)
+    else {
+        return Ok(false);
+    };
+    let event = saga_event(&stored).map_err(sagas::SagaError::Unreadable)?;
+    runtime::skip::<S>(pool, &event).await?;
+    dead_letters::forget(pool, &name, event_id).await?;
+    Ok(true)
+}

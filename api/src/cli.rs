@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::{
     ApiKeyCommand, AuditCommand, Cli, Command, DatabaseConfig, DeadLettersCommand, LogFormat,
-    NatsConfig, ProjectionsCommand, RelayCommand, TenantCommand,
+    NatsConfig, ProjectionsCommand, RelayCommand, SagasCommand, TenantCommand,
 };
 use crate::startup::{
     Application, build_commands, connect_database, install_crypto_provider, shutdown_signal,
@@ -59,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             from,
         }) => republish(&database, &nats, from).await,
         Command::Deadletters(command) => dead_letters(command).await,
+        Command::Sagas(command) => sagas(command).await,
         Command::Projections(ProjectionsCommand::Rebuild { database, name }) => {
             rebuild(&database, &name).await
         }
@@ -186,14 +187,7 @@ async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             projection,
         } => {
             let pool = connect_database(&database).await?;
-            let retried = match projection.as_str() {
-                "bookings" => dead_letters::retry(&pool, &projections::Bookings).await?,
-                "tenants" => dead_letters::retry(&pool, &Tenants).await?,
-                "staff" => dead_letters::retry(&pool, &StaffCalendars).await?,
-                other => {
-                    anyhow::bail!("no projection named {other:?} (known: bookings, tenants, staff)")
-                }
-            };
+            let retried = adapters::parked::retry(&pool, &projection).await?;
             say(format_args!(
                 "{} applied, {} still parked",
                 retried.applied, retried.still_parked
@@ -205,10 +199,69 @@ async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             event_id,
         } => {
             let pool = connect_database(&database).await?;
-            if !dead_letters::skip(&pool, &projection, &event_id).await? {
+            let skipped = adapters::parked::skip(&pool, &projection, &event_id).await?;
+            if !skipped {
                 anyhow::bail!("no event {event_id} is parked for {projection}");
             }
             say(format_args!("skipped {event_id} for {projection}"));
+        }
+    }
+    Ok(())
+}
+
+async fn sagas(command: SagasCommand) -> anyhow::Result<()> {
+    use sagas::{Saga, runtime};
+    match command {
+        SagasCommand::List {
+            database,
+            saga,
+            tenant,
+            limit,
+        } => {
+            let pool = connect_database(&database).await?;
+            let instances = runtime::list(&pool, saga.as_deref(), tenant, limit).await?;
+            for i in &instances {
+                say(format_args!(
+                    "{} {} tenant {} jobs {} next {} updated {}",
+                    i.saga,
+                    i.instance_id,
+                    i.tenant_id,
+                    i.jobs,
+                    i.next_due
+                        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
+                    i.updated_at.to_rfc3339()
+                ));
+            }
+            say(format_args!("{} instances", instances.len()));
+        }
+        SagasCommand::Show {
+            database,
+            saga,
+            instance,
+        } => {
+            let pool = connect_database(&database).await?;
+            let found = runtime::instance(&pool, &saga, &instance)
+                .await?
+                .with_context(|| format!("no {saga} instance {instance}"))?;
+            say(serde_json::to_string_pretty(&found)?);
+        }
+        SagasCommand::Retry {
+            database,
+            saga,
+            instance,
+        } => {
+            let pool = connect_database(&database).await?;
+            let found = match saga.as_str() {
+                sagas::CalendarSync::NAME => {
+                    runtime::retry::<sagas::CalendarSync>(&pool, &instance, chrono::Utc::now())
+                        .await?
+                }
+                other => anyhow::bail!("no saga named {other:?} (known: calendar-sync)"),
+            };
+            anyhow::ensure!(found, "no {saga} instance {instance}");
+            say(format_args!(
+                "{saga} {instance}: due now; a running bookingd takes it within a second"
+            ));
         }
     }
     Ok(())

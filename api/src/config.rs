@@ -39,6 +39,9 @@ pub enum Command {
     /// Read model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Saga instances: their state, pending jobs and retries.
+    #[command(subcommand)]
+    Sagas(SagasCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -230,7 +233,7 @@ pub enum DeadLettersCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The projection (`bookings`).
+        /// The projection (`bookings`, `tenants`, `staff`) or saga (`saga:calendar-sync`).
         projection: String,
     },
     /// Gives one parked event up, so that the events after it can be applied.
@@ -242,6 +245,47 @@ pub enum DeadLettersCommand {
         projection: String,
         /// The parked event's id.
         event_id: String,
+    },
+}
+
+/// `bookingd sagas …`.
+#[derive(Debug, Subcommand)]
+pub enum SagasCommand {
+    /// Lists instances, those with pending jobs first.
+    List {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// Only this saga's (`calendar-sync`).
+        #[arg(long)]
+        saga: Option<String>,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Prints one instance's state and jobs as JSON.
+    Show {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The saga (`calendar-sync`).
+        saga: String,
+        /// The instance (for calendar sync, the booking id).
+        instance: String,
+    },
+    /// Makes an instance's steps due now, including one refused for good (after the cause
+    /// is fixed).
+    Retry {
+        /// Database settings.
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The saga (`calendar-sync`).
+        saga: String,
+        /// The instance.
+        instance: String,
     },
 }
 

@@ -91,14 +91,8 @@ pub async fn list(pool: &PgPool, projection: Option<&str>) -> Result<Vec<DeadLet
 
 /// Applies a projection's parked events again, in store order.
 pub async fn retry<P: Projection>(pool: &PgPool, projection: &P) -> Result<Retried, sqlx::Error> {
-    let parked: Vec<(String, sqlx::types::Json<StoredEvent>)> = sqlx::query_as(
-        "SELECT event_id, envelope FROM dead_letters WHERE projection = $1 ORDER BY position",
-    )
-    .bind(P::NAME)
-    .fetch_all(pool)
-    .await?;
     let mut retried = Retried::default();
-    for (event_id, event) in parked {
+    for (event_id, event) in parked(pool, P::NAME).await? {
         let error = match runner::apply(pool, projection, &event).await {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => None,
             Ok(Outcome::TooEarly) => {
@@ -108,23 +102,50 @@ pub async fn retry<P: Projection>(pool: &PgPool, projection: &P) -> Result<Retri
             Err(ProjectionError::Database(e)) if e.as_database_error().is_none() => return Err(e),
             Err(e) => Some(e.to_string()),
         };
-        match error {
-            None => {
-                forget(pool, P::NAME, &event_id).await?;
-                retried.applied += 1;
-            }
-            Some(error) => {
-                sqlx::query("UPDATE dead_letters SET error = $3, attempts = attempts + 1 WHERE projection = $1 AND event_id = $2")
-                    .bind(P::NAME)
-                    .bind(&event_id)
-                    .bind(error)
-                    .execute(pool)
-                    .await?;
-                retried.still_parked += 1;
-            }
-        }
+        record_retry(pool, P::NAME, &event_id, error, &mut retried).await?;
     }
     Ok(retried)
+}
+
+/// The events parked by `consumer` (a projection, or `saga:<name>`), in store order.
+pub async fn parked(
+    pool: &PgPool,
+    consumer: &str,
+) -> Result<Vec<(String, StoredEvent)>, sqlx::Error> {
+    let parked: Vec<(String, sqlx::types::Json<StoredEvent>)> = sqlx::query_as(
+        "SELECT event_id, envelope FROM dead_letters WHERE projection = $1 ORDER BY position",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?;
+    Ok(parked.into_iter().map(|(id, e)| (id, e.0)).collect())
+}
+
+/// Records a retry of a parked event: gone from the list if it went through (`error` is
+/// none), else kept with its new error.
+pub async fn record_retry(
+    pool: &PgPool,
+    consumer: &str,
+    event_id: &str,
+    error: Option<String>,
+    retried: &mut Retried,
+) -> Result<(), sqlx::Error> {
+    match error {
+        None => {
+            forget(pool, consumer, event_id).await?;
+            retried.applied += 1;
+        }
+        Some(error) => {
+            sqlx::query("UPDATE dead_letters SET error = $3, attempts = attempts + 1 WHERE projection = $1 AND event_id = $2")
+                .bind(consumer)
+                .bind(event_id)
+                .bind(error)
+                .execute(pool)
+                .await?;
+            retried.still_parked += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Gives a parked event up: its aggregate's offset moves past it, so the events after it can
@@ -160,7 +181,8 @@ pub async fn skip(pool: &PgPool, projection: &str, event_id: &str) -> Result<boo
     Ok(true)
 }
 
-async fn forget(pool: &PgPool, projection: &str, event_id: &str) -> Result<(), sqlx::Error> {
+/// Drops a parked event from the list.
+pub async fn forget(pool: &PgPool, projection: &str, event_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM dead_letters WHERE projection = $1 AND event_id = $2")
         .bind(projection)
         .bind(event_id)

@@ -167,6 +167,13 @@ impl Saga for CalendarSync {
         })
     }
 
+    /// Tries again now, even after a refusal (the operator has fixed the mapping or key).
+    fn retry(state: &SyncState, now: DateTime<Utc>) -> Reaction<SyncState, SyncJob> {
+        let mut next = state.clone();
+        next.refused = false;
+        Reaction::just(next).and_schedule(SYNC, now, SyncJob::Sync)
+    }
+
     fn settle(
         state: &SyncState,
         _job: &SyncJob,

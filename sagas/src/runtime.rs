@@ -122,6 +122,12 @@ pub trait Saga: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Reaction<Self::State, Self::Job>, SagaError>;
 
+    /// The step an operator's retry takes (after fixing what made a job fail for good):
+    /// by default, none beyond making the instance's jobs due now. Pure.
+    fn retry(state: &Self::State, _now: DateTime<Utc>) -> Reaction<Self::State, Self::Job> {
+        Reaction::just(state.clone())
+    }
+
     /// The step for a performed job's outcome, on the state as it is now (events may have
     /// changed it while the job ran). Pure.
     fn settle(
@@ -492,4 +498,119 @@ pub async fn instance(
         jobs,
         updated_at,
     }))
+}
+
+/// An operator's retry of one instance: the saga's retry step, and every job of the
+/// instance due now, in one transaction. False if there is no such instance.
+pub async fn retry<S: Saga>(
+    pool: &PgPool,
+    instance_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, SagaError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Uuid, Value)> = sqlx::query_as(
+        "SELECT tenant_id, state FROM saga_instances WHERE saga = $1 AND instance_id = $2 FOR UPDATE",
+    )
+    .bind(S::NAME)
+    .bind(instance_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((tenant_id, state)) = row else {
+        return Ok(false);
+    };
+    let state: S::State =
+        serde_json::from_value(state).map_err(|e| SagaError::Unreadable(e.to_string()))?;
+    let reaction = S::retry(&state, now);
+    store::<S>(&mut tx, instance_id, tenant_id, &reaction.state, None).await?;
+    let operator = Uuid::now_v7();
+    apply_jobs::<S>(
+        &mut tx,
+        instance_id,
+        tenant_id,
+        &reaction,
+        (operator, operator),
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE saga_jobs SET due_at = $3, claimed_until = NULL, attempts = 0
+         WHERE saga = $1 AND instance_id = $2",
+    )
+    .bind(S::NAME)
+    .bind(instance_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// An instance in a list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct InstanceSummary {
+    /// The saga.
+    pub saga: String,
+    /// The instance.
+    pub instance_id: String,
+    /// Its tenant.
+    pub tenant_id: Uuid,
+    /// Its pending jobs.
+    pub jobs: i64,
+    /// When the next is due.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Instances, those with pending jobs first, then the latest changed; at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    saga: Option<&str>,
+    tenant: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<InstanceSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.saga, i.instance_id, i.tenant_id, count(j.name) AS jobs, min(j.due_at) AS next_due, i.updated_at
+         FROM saga_instances i
+         LEFT JOIN saga_jobs j ON j.saga = i.saga AND j.instance_id = i.instance_id
+         WHERE ($1::text IS NULL OR i.saga = $1) AND ($2::uuid IS NULL OR i.tenant_id = $2)
+         GROUP BY i.saga, i.instance_id
+         ORDER BY count(j.name) > 0 DESC, min(j.due_at), i.updated_at DESC
+         LIMIT $3",
+    )
+    .bind(saga)
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Gives an event up: the instance counts it as taken without its step, so the events after
+/// it can be taken.
+pub async fn skip<S: Saga>(pool: &PgPool, event: &SagaEvent) -> Result<(), SagaError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO saga_inbox (saga, event_id, instance_id) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(S::NAME)
+    .bind(event.event_id)
+    .bind(&event.aggregate_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO saga_instances (saga, instance_id, tenant_id, state, last_sequence)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (saga, instance_id) DO UPDATE
+         SET last_sequence = GREATEST(saga_instances.last_sequence, EXCLUDED.last_sequence),
+             updated_at = now()",
+    )
+    .bind(S::NAME)
+    .bind(&event.aggregate_id)
+    .bind(event.tenant_id)
+    .bind(Json(S::State::default()))
+    .bind(event.sequence)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -817,3 +817,64 @@ async fn bookings_made_in_calcom_block_their_hosts_time_once_and_only_when_signe
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_poison_event_is_parked_by_the_saga_and_retry_takes_it(pool: PgPool) {
+    let calcom = fake_calcom().await;
+    let (app, salon, _) = connected_salon(pool.clone(), &calcom, |_| {}).await;
+    // A fault in the saga's table for one customer's bookings.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.state -> 'wanted' -> 'customer' ->> 'phone' = '+4915199999999' THEN
+                 RAISE EXCEPTION 'disk on fire';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON saga_instances
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut request = TestApp::booking(&salon, Some(0), berlin(2, 9, 0));
+    request["customer"]["phone"] = json!("+4915199999999");
+    let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let poisoned = body["data"]["id"].as_str().unwrap().to_owned();
+    let healthy = book(&app, &salon, 2, 10).await;
+
+    // The healthy booking syncs while the poisoned one's events are retried, then parked.
+    sync_state(&app, &salon, &healthy, |b| {
+        b["calendar_sync"]["uid"] == "cal-1"
+    })
+    .await;
+    let parked = poll_until(Duration::from_secs(30), || async {
+        projections::dead_letters::list(&pool, Some("saga:calendar-sync"))
+            .await
+            .unwrap()
+            .len()
+            == 2
+    })
+    .await;
+    assert!(parked, "the poisoned booking's events were not parked");
+
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON saga_instances")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, retried) = app
+        .post(
+            crate::support::app::OPERATOR_TOKEN,
+            "/api/v2/admin/deadletters/saga:calendar-sync/retry",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["applied"], 2, "{retried}");
+    sync_state(&app, &salon, &poisoned, |b| {
+        b["calendar_sync"]["state"] == "synced"
+    })
+    .await;
+    assert_eq!(requests(&calcom, 2).await.len(), 2);
+}

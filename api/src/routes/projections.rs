@@ -1,11 +1,12 @@
 //! Operator routes for the read side: where each projection stands, and its parked events.
 
+use adapters::parked::ParkedError;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use projections::dead_letters::{self, DeadLetter, Retried};
 use projections::runner::{self, Status};
-use projections::{Bookings, Projection, StaffCalendars, Tenants};
+use projections::{Bookings, StaffCalendars, Tenants};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -57,18 +58,16 @@ async fn parked(
     Ok(axum::Json(letters))
 }
 
-/// Applies a projection's parked events again.
+/// Applies a projection's (or takes a saga's) parked events again.
 async fn retry(
     State(app): State<AppState>,
     Path(projection): Path<String>,
 ) -> Result<axum::Json<Retried>, ApiError> {
-    let retried = match projection.as_str() {
-        Bookings::NAME => dead_letters::retry(&app.pool, &Bookings).await,
-        Tenants::NAME => dead_letters::retry(&app.pool, &Tenants).await,
-        StaffCalendars::NAME => dead_letters::retry(&app.pool, &StaffCalendars).await,
-        _ => return Err(ApiError::not_found("projection")),
-    };
-    Ok(axum::Json(retried.map_err(ApiError::internal)?))
+    match adapters::parked::retry(&app.pool, &projection).await {
+        Ok(retried) => Ok(axum::Json(retried)),
+        Err(ParkedError::Unknown(_)) => Err(ApiError::not_found("projection or saga")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// What a skip did.
@@ -83,10 +82,12 @@ async fn skip(
     State(app): State<AppState>,
     Path((projection, event_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Skipped>, ApiError> {
-    if dead_letters::skip(&app.pool, &projection, &event_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    let skipped = match adapters::parked::skip(&app.pool, &projection, &event_id).await {
+        Ok(skipped) => skipped,
+        Err(ParkedError::Unknown(_)) => return Err(ApiError::not_found("projection or saga")),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    if skipped {
         Ok(axum::Json(Skipped { event_id }))
     } else {
         Err(ApiError::not_found("parked event"))
