@@ -13,7 +13,8 @@
 //!   the runner of its due jobs.
 //! * [`calcom`], [`circuit`]: Cal.com API v2 behind the `sagas::ports::Calendar` port, with a
 //!   circuit breaker per integration; [`integrations`]: tenants' sealed credentials;
-//!   [`webhooks`]: inbound webhook signatures.
+//!   [`twilio`], [`mail`]: SMS and e-mail behind the notification ports; [`webhooks`]:
+//!   inbound webhook signatures.
 //! * [`directory`]: cross-aggregate look-ups for the write side.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
@@ -26,10 +27,12 @@ pub mod directory;
 pub mod event_store;
 pub mod idempotency;
 pub mod integrations;
+pub mod mail;
 pub mod parked;
 pub mod projection_worker;
 pub mod relay;
 pub mod saga_worker;
+pub mod twilio;
 pub mod webhooks;
 
 pub use api_keys::{ApiKeys, NewApiKey};

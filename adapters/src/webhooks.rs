@@ -1,6 +1,7 @@
 //! Signature checks for inbound webhooks, each in its sender's scheme, in constant time.
 
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 
 /// Whether `header` (`X-Cal-Signature-256`) is Cal.com's signature of `body` with `secret`:
@@ -31,6 +32,46 @@ pub fn calcom_signature(secret: &[u8], body: &[u8]) -> String {
         .collect()
 }
 
+/// Twilio's signature of a form-encoded callback: base64 of the HMAC-SHA1, keyed with the
+/// auth token, of the full URL followed by each parameter's name and value in name order.
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    use base64::Engine;
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(&twilio_signed(url, params));
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `header` (`X-Twilio-Signature`) is Twilio's signature of the callback.
+pub fn twilio_signature_valid(
+    auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    header: &str,
+) -> bool {
+    use base64::Engine;
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(header.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
+        return false;
+    };
+    mac.update(&twilio_signed(url, params));
+    mac.verify_slice(&signature).is_ok()
+}
+
+fn twilio_signed(url: &str, params: &[(String, String)]) -> Vec<u8> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut signed = url.to_owned();
+    for (name, value) in sorted {
+        signed.push_str(name);
+        signed.push_str(value);
+    }
+    signed.into_bytes()
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
         return None;
@@ -44,6 +85,52 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_twilio_signature_matches_twilios_documented_example() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675310"),
+            ("Digits", "1234"),
+            ("From", "+14158675310"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            twilio_signature("12345", url, &params),
+            "GvWf1cFY/Q7PnoempGyD5oXAezc="
+        );
+    }
+
+    #[test]
+    fn a_twilio_signature_covers_the_url_and_every_parameter() {
+        let url = "https://bookingd.example/api/v2/webhooks/twilio/status";
+        let params = vec![
+            ("MessageStatus".to_owned(), "delivered".to_owned()),
+            ("MessageSid".to_owned(), "SM123".to_owned()),
+        ];
+        let signature = twilio_signature("token", url, &params);
+        assert!(twilio_signature_valid("token", url, &params, &signature));
+        let mut reversed = params.clone();
+        reversed.reverse();
+        assert!(
+            twilio_signature_valid("token", url, &reversed, &signature),
+            "order-free"
+        );
+        assert!(!twilio_signature_valid("other", url, &params, &signature));
+        assert!(!twilio_signature_valid(
+            "token",
+            &format!("{url}?x=1"),
+            &params,
+            &signature
+        ));
+        let mut changed = params.clone();
+        changed[0].1 = "failed".to_owned();
+        assert!(!twilio_signature_valid("token", url, &changed, &signature));
+    }
 
     #[test]
     fn a_calcom_signature_checks_the_exact_body_and_secret() {

@@ -17,6 +17,10 @@ pub struct Cli {
 
 /// The sub-commands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing the server's configuration buys nothing"
+)]
 pub enum Command {
     /// Runs the HTTP API and the relay.
     Serve(ServeConfig),
@@ -140,6 +144,29 @@ pub struct IntegrationConfig {
     /// cannot be stored.
     #[arg(long, env = "BOOKINGD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretString>,
+    /// The address the outside world reaches this service at (`https://bookingd.example`),
+    /// for the callbacks providers make (Twilio's delivery reports).
+    #[arg(long, env = "BOOKINGD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Twilio's API.
+    #[arg(long, env = "TWILIO_API_URL", default_value = "https://api.twilio.com")]
+    pub twilio_api_url: String,
+    /// Twilio account (`AC…`); SMS is off without it, the token and a sender.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token (also checks its callbacks' signatures).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<SecretString>,
+    /// The SMS sender: a Twilio number or an alphanumeric id of up to 11 characters.
+    #[arg(long, env = "TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// SMTP relay (`smtp://host:25`, `smtps://user:password@host`); e-mail is off without it
+    /// and a sender.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// The address e-mail is sent from.
+    #[arg(long, env = "SMTP_FROM")]
+    pub smtp_from: Option<String>,
 }
 
 /// How logs are written.
@@ -333,6 +360,13 @@ impl Default for IntegrationConfig {
             circuit_recovery_timeout: 60,
             calcom_api_url: "https://api.cal.com".to_owned(),
             secret_key: None,
+            public_url: None,
+            twilio_api_url: "https://api.twilio.com".to_owned(),
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_from: None,
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }

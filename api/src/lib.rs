@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! * [`startup`]: wires pool, NATS, the write side, the relay and the router.
+//! * [`startup`]: wires pool, NATS, the write side, the relay and the router;
+//!   [`integrations`]: the external clients and the saga workers over them.
 //! * [`config`]: the command line and environment, one typed struct per sub-command.
 //! * [`routes`]: one module per resource, each with its `router()`.
 //! * [`auth`], [`idempotency`]: API keys, the operator token, `Idempotency-Key`.
@@ -17,6 +18,7 @@ pub mod consistency;
 pub mod demo;
 pub mod error;
 pub mod idempotency;
+pub mod integrations;
 pub mod openapi;
 pub mod reads;
 pub mod routes;

@@ -748,6 +748,17 @@ pub fn document() -> Value {
         "200",
         crate::routes::webhooks::WebhookOutcome
     );
+    let response = d.schema::<crate::routes::webhooks::WebhookOutcome>();
+    d.add(Op {
+        method: "post",
+        path: "/api/v2/webhooks/twilio/status",
+        tag: "webhooks",
+        summary: "Twilio delivery reports (X-Twilio-Signature), form-encoded",
+        permission: None,
+        body: None,
+        status: "200",
+        response,
+    });
     op!(
         "get",
         mcp("/integrations/health"),

@@ -6,12 +6,9 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use adapters::calcom::CalCom;
-use adapters::circuit::CircuitBreaker;
-use adapters::integrations::{PgAccounts, SecretKey};
 use adapters::{
     ApiKeys, Appends, Idempotency, MIGRATOR, PgDirectory, PgStore, ProjectionWorker, Relay,
-    RelayConfig, SagaWorker, SnapshotPolicy, WorkerConfig,
+    RelayConfig, SnapshotPolicy, WorkerConfig,
 };
 use anyhow::Context;
 use axum::Router;
@@ -20,7 +17,6 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use commands::{CommandConfig, Commands};
 use projections::{Bookings, StaffCalendars, Tenants};
-use sagas::{CalendarSyncDriver, RetryPolicy};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -33,6 +29,7 @@ use crate::auth::{KeyCache, require_api_key};
 use crate::config::{DatabaseConfig, ServeConfig};
 use crate::error::{method_not_allowed, route_not_found};
 use crate::idempotency::{MAX_BODY, idempotent_posts};
+use crate::integrations::{Integrations, Sagas};
 use crate::routes;
 use crate::state::{AppState, Shared};
 
@@ -107,88 +104,7 @@ pub struct Application {
     /// The projection workers, when this process runs them.
     projections: Option<Projectors>,
     /// The saga workers, when this process runs them.
-    sagas: Option<SagaWorker<CalendarSyncDriver<PgStore>>>,
-}
-
-/// The clients of external services and what they share.
-struct Integrations {
-    accounts: PgAccounts,
-    calcom_circuit: Arc<CircuitBreaker>,
-    calcom: Arc<CalCom>,
-}
-
-impl Integrations {
-    fn new(config: &ServeConfig, pool: &PgPool) -> anyhow::Result<Self> {
-        let settings = &config.integrations;
-        let key = settings
-            .secret_key
-            .as_ref()
-            .map(|k| k.expose_secret().parse::<SecretKey>())
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("BOOKINGD_SECRET_KEY: {e}"))?;
-        let calcom_circuit = Arc::new(CircuitBreaker::new(
-            "calcom",
-            settings.circuit_failure_threshold,
-            chrono::Duration::seconds(i64::from(settings.circuit_recovery_timeout)),
-            config.clock.clone(),
-        ));
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("bookingd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
-        let calcom = Arc::new(CalCom::new(
-            http,
-            &settings.calcom_api_url,
-            Duration::from_secs_f64(settings.timeout.max(0.001)),
-            calcom_circuit.clone(),
-        ));
-        Ok(Self {
-            accounts: PgAccounts::new(pool.clone(), key),
-            calcom_circuit,
-            calcom,
-        })
-    }
-
-    /// The calendar-sync saga's worker.
-    fn calendar_sync(
-        &self,
-        config: &ServeConfig,
-        pool: &PgPool,
-        nats: &async_nats::Client,
-        commands: &Arc<Commands<PgStore>>,
-    ) -> SagaWorker<CalendarSyncDriver<PgStore>> {
-        let settings = &config.integrations;
-        let retry = RetryPolicy {
-            max_retries: settings.max_retries,
-            ..RetryPolicy::default()
-        };
-        // A claim outlives the longest run: each try makes up to three calls, each cut at the
-        // timeout, and waits at most a rate limit's reset before the next.
-        let calls = Duration::from_secs_f64(settings.timeout.max(0.0))
-            .saturating_mul(3)
-            .saturating_mul(settings.max_retries + 1);
-        let waits = retry
-            .max_rate_limit_wait
-            .saturating_mul(settings.max_retries);
-        let lease = chrono::Duration::from_std(calls + waits + Duration::from_secs(5))
-            .unwrap_or(chrono::Duration::hours(1));
-        let driver = CalendarSyncDriver::new(
-            commands.clone(),
-            self.calcom.clone(),
-            Arc::new(self.accounts.clone()),
-            pool.clone(),
-            config.clock.clone(),
-            retry,
-        );
-        SagaWorker::new(
-            pool.clone(),
-            async_nats::jetstream::new(nats.clone()),
-            Arc::new(driver),
-            config.clock.clone(),
-            WorkerConfig::default(),
-            lease,
-        )
-    }
+    sagas: Option<Sagas>,
 }
 
 /// One worker per read model.
@@ -343,11 +259,12 @@ impl Application {
         let integrations = Integrations::new(&config, &pool)?;
         let sagas = config
             .sagas
-            .then(|| integrations.calendar_sync(&config, &pool, &nats, &commands));
+            .then(|| integrations.sagas(&config, &pool, &nats, &commands));
         let state = AppState(Arc::new(Shared {
             commands,
             accounts: integrations.accounts,
-            circuits: vec![integrations.calcom_circuit],
+            circuits: integrations.circuits,
+            twilio_callbacks: integrations.twilio_callbacks,
             clock: config.clock.clone(),
             keys: ApiKeys::new(pool.clone()),
             key_cache: KeyCache::default(),
@@ -410,7 +327,7 @@ impl Application {
             .map(|workers| workers.spawn(&stopped))
             .unwrap_or_default();
         if let Some(sagas) = self.sagas {
-            workers.push(tokio::spawn(sagas.run(stopped.clone())));
+            workers.extend(sagas.spawn(&stopped));
         }
         let relay = match self.relay {
             Some(relay) => Some(

@@ -24,6 +24,8 @@ pub struct Shared {
     pub accounts: PgAccounts,
     /// One circuit breaker per integration.
     pub circuits: Vec<Arc<CircuitBreaker>>,
+    /// Checks Twilio's delivery reports, when SMS is configured.
+    pub twilio_callbacks: Option<crate::integrations::TwilioCallbacks>,
     /// The time sagas and circuits read.
     pub clock: sagas::SharedClock,
     /// API key store.

@@ -5,14 +5,16 @@
 //! * `clock.rs`: the time sagas, timers and circuit breakers read, injectable for tests.
 //! * `ports.rs`: the external services as traits; `adapters` implements them over HTTP.
 //! * One saga per file, each a pure `react`/`settle` step plus its driver:
-//!   `calendar_sync.rs` (Cal.com).
+//!   `calendar_sync.rs` (Cal.com), `notifications.rs` (SMS and e-mail).
 #![warn(missing_docs)]
 
 pub mod calendar_sync;
 pub mod clock;
+pub mod notifications;
 pub mod ports;
 pub mod runtime;
 
 pub use calendar_sync::{CalendarSync, CalendarSyncDriver, RetryPolicy};
 pub use clock::{Clock, SharedClock, ShiftedClock, SystemClock};
+pub use notifications::{Notifications, NotificationsDriver};
 pub use runtime::{Driver, Saga, SagaError, SagaEvent};

@@ -182,3 +182,59 @@ pub trait Calendar: Send + Sync + Debug {
         reason: &str,
     ) -> Result<(), PortError>;
 }
+
+/// A text message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sms {
+    /// E.164.
+    pub to: String,
+    /// The text (kept to GSM-7 characters where the templates can).
+    pub body: String,
+}
+
+/// An e-mail to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Address.
+    pub to: String,
+    /// The recipient's name.
+    pub to_name: String,
+    /// Who it is from, by name (the salon).
+    pub from_name: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain text.
+    pub text: String,
+    /// An iCalendar attachment (`text/calendar`), with its method.
+    pub calendar: Option<Invite>,
+}
+
+/// An iCalendar attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// `REQUEST` or `CANCEL`.
+    pub method: String,
+    /// The `.ics` text.
+    pub ics: String,
+}
+
+/// What a provider said it sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The provider's id for it (Twilio's `SM…` sid, the SMTP server's queue answer).
+    pub provider_id: String,
+}
+
+/// Sends text messages (Twilio).
+#[async_trait]
+pub trait SmsGateway: Send + Sync + Debug {
+    /// Sends one message.
+    async fn send(&self, sms: &Sms) -> Result<Sent, PortError>;
+}
+
+/// Sends e-mail (SMTP).
+#[async_trait]
+pub trait Mailer: Send + Sync + Debug {
+    /// Sends one e-mail.
+    async fn send(&self, email: &Email) -> Result<Sent, PortError>;
+}

@@ -15,6 +15,7 @@ mod gap;
 mod idempotency_and_isolation;
 mod live_updates;
 mod nats_outage;
+mod notifications;
 mod read_models;
 mod refusals;
 mod relay_crash;

@@ -4,6 +4,7 @@
 pub(crate) mod app;
 pub(crate) mod nats;
 pub(crate) mod process;
+pub(crate) mod smtp;
 pub(crate) mod stream;
 
 pub(crate) use app::{Salon, TestApp, poll_until};

@@ -227,7 +227,8 @@ pub struct IntegrationHealth {
     /// The circuit breaker's view.
     #[serde(flatten)]
     pub circuit: CircuitHealth,
-    /// Whether the caller's tenant has connected it.
+    /// Whether the caller's tenant has connected it (Cal.com), or the service has it
+    /// configured (SMS, e-mail).
     pub connected: bool,
     /// The tenant's steps waiting to be tried again after a failure.
     pub pending_retries: i64,
@@ -247,7 +248,7 @@ async fn health(
         // The saga whose steps call the integration.
         let saga = match circuit.name.as_str() {
             "calcom" => sagas::CalendarSync::NAME,
-            _ => "",
+            _ => sagas::Notifications::NAME,
         };
         let (pending_retries, next_retry_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             "SELECT count(*), min(j.due_at) FROM saga_jobs j
@@ -259,12 +260,14 @@ async fn health(
         .fetch_one(&app.pool)
         .await
         .map_err(ApiError::internal)?;
-        let connected = app
-            .accounts
-            .calendar_settings(tenant_id)
-            .await
-            .map_err(credential_error)?
-            .is_some();
+        // Cal.com is each tenant's own account; SMS and e-mail go through the service's.
+        let connected = circuit.name != "calcom"
+            || app
+                .accounts
+                .calendar_settings(tenant_id)
+                .await
+                .map_err(credential_error)?
+                .is_some();
         integrations.push(IntegrationHealth {
             circuit,
             connected,

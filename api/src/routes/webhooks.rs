@@ -5,10 +5,14 @@
 //! (`X-Cal-Signature-256`, HMAC-SHA256 of the raw body with the tenant's webhook secret) is
 //! checked before the body is read; Cal.com signs no timestamp, so each delivery is
 //! remembered by trigger and booking uid and a replay changes nothing.
+//!
+//! Twilio (`POST /api/v2/webhooks/twilio/status`): delivery reports of the text messages
+//! sent, signed (`X-Twilio-Signature`) with the account's auth token over the public URL and
+//! every form parameter; each report (message and status) is recorded once.
 
 use adapters::calcom::BOOKING_ID_KEY;
 use adapters::integrations::{CalendarSettings, CredentialError};
-use adapters::webhooks::calcom_signature_valid;
+use adapters::webhooks::{calcom_signature_valid, twilio_signature_valid};
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -19,6 +23,7 @@ use commands::{BlockTimeInput, Channel, CommandError, CommandMeta, Principal};
 use domain::StaffError;
 use domain::values::{BlockId, StaffId, TenantId};
 use schemars::JsonSchema;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -28,7 +33,9 @@ use crate::state::AppState;
 
 /// `/api/v2/webhooks…`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/calcom/{tenant_id}", post(calcom))
+    Router::new()
+        .route("/calcom/{tenant_id}", post(calcom))
+        .route("/twilio/status", post(twilio_status))
 }
 
 /// What a delivery came to.
@@ -280,5 +287,87 @@ async fn unblock(
     {
         Ok(_) | Err(CommandError::Staff(StaffError::BlockNotFound(_))) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a Twilio delivery report on the message it is about.
+async fn twilio_status(
+    State(app): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<WebhookOutcome>, ApiError> {
+    let callbacks = app
+        .twilio_callbacks
+        .as_ref()
+        .ok_or_else(|| refused("SMS is not configured on this server"))?;
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refused("X-Twilio-Signature is missing"))?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    if !twilio_signature_valid(
+        callbacks.auth_token.expose_secret(),
+        &signed_url(callbacks, &uri, &headers),
+        &params,
+        signature,
+    ) {
+        tracing::warn!("Twilio callback with a bad signature refused");
+        return Err(refused("the signature does not match the request"));
+    }
+    let field = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(sid), Some(status)) = (field("MessageSid"), field("MessageStatus")) else {
+        return Err(ApiError::invalid(
+            "MessageSid",
+            "a delivery report names the message and its status",
+        ));
+    };
+    let recorded: Option<uuid::Uuid> = sqlx::query_scalar(
+        "WITH report AS (
+             INSERT INTO webhook_receipts (source, tenant_id, key, outcome)
+             SELECT 'twilio', tenant_id, $1 || ':' || $2, 'applied' FROM notifications
+             WHERE channel = 'sms' AND provider_id = $1
+             ON CONFLICT DO NOTHING RETURNING tenant_id)
+         UPDATE notifications SET delivery_status = $2, delivery_error = $3,
+             delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END
+         WHERE channel = 'sms' AND provider_id = $1 AND EXISTS (SELECT 1 FROM report)
+         RETURNING tenant_id",
+    )
+    .bind(sid)
+    .bind(status)
+    .bind(field("ErrorCode"))
+    .fetch_optional(&app.pool)
+    .await
+    .map_err(|_| ApiError::unavailable())?;
+    Ok(axum::Json(match recorded {
+        Some(_) => WebhookOutcome::new("applied", None),
+        None => WebhookOutcome::new(
+            "ignored",
+            Some("an unknown message, or a report recorded before"),
+        ),
+    }))
+}
+
+/// The URL Twilio signed: the one it called, as configured publicly, with the query string.
+fn signed_url(
+    callbacks: &crate::integrations::TwilioCallbacks,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> String {
+    match (&callbacks.url, uri.query()) {
+        (Some(url), Some(query)) => format!("{url}?{query}"),
+        (Some(url), None) => url.clone(),
+        (None, _) => {
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("http://{host}{uri}")
+        }
     }
 }

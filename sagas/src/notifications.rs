@@ -1,0 +1,743 @@
+//! Customer notifications: a confirmation when a booking is confirmed, reminders 24 and 2
+//! hours before (moved when the booking moves, dropped when it is cancelled), and notices of
+//! a reschedule or cancellation; German or English by the tenant's locale.
+//!
+//! Confirmations and notices go out on every channel the tenant has switched on and paid for
+//! (SMS, and e-mail with a calendar invite when the customer gave an address); reminders on
+//! the first of them. A send that fails is recorded in `failed_notifications` and the message
+//! goes out on the other channel instead. Each logical message (booking, notice, revision)
+//! is claimed in `notifications` before it is sent, per channel: whatever has been claimed is
+//! never sent again, even after a crash in the middle of the send (at most once).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono_tz::Tz;
+use commands::{Commands, Store};
+use domain::booking::Customer;
+use domain::settings::Locale;
+use domain::values::{BranchId, ServiceId, TenantId};
+use domain::{BookingEvent, Tenant};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::ports::{Email, Invite, Mailer, PortError, Sms, SmsGateway};
+use crate::runtime::{Driver, JobRun, Reaction, Saga, SagaError, SagaEvent};
+
+/// How long after a failure to reach the database a notice is tried again.
+pub const RETRY_AFTER: Duration = Duration::minutes(5);
+
+/// The saga.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Notifications;
+
+/// The appointment a customer is told about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Appointment {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Branch.
+    pub branch_id: BranchId,
+    /// Service.
+    pub service_id: ServiceId,
+    /// Who comes.
+    pub customer: Customer,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// The branch's zone.
+    pub time_zone: String,
+    /// What the customer quotes.
+    pub confirmation_number: String,
+}
+
+/// The saga's state per booking.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoticeState {
+    /// The appointment as it is now.
+    pub appointment: Option<Appointment>,
+    /// Reschedules so far: a reminder is for one revision of the appointment.
+    pub revision: u32,
+    /// Confirmed: from then on the customer hears of changes.
+    pub confirmed: bool,
+    /// Cancelled.
+    pub cancelled: bool,
+}
+
+/// What the customer is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notice {
+    /// The booking is confirmed.
+    Confirmation,
+    /// It is tomorrow.
+    Reminder24h,
+    /// It is in two hours.
+    Reminder2h,
+    /// It moved.
+    Rescheduled,
+    /// It is cancelled.
+    Cancelled,
+}
+
+impl Notice {
+    /// Its job's name (one pending job per notice and booking).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation",
+            Self::Reminder24h => "reminder-24h",
+            Self::Reminder2h => "reminder-2h",
+            Self::Rescheduled => "rescheduled",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// How long before the start a reminder goes out.
+    fn lead(self) -> Option<Duration> {
+        match self {
+            Self::Reminder24h => Some(Duration::hours(24)),
+            Self::Reminder2h => Some(Duration::hours(2)),
+            _ => None,
+        }
+    }
+}
+
+const REMINDERS: [Notice; 2] = [Notice::Reminder24h, Notice::Reminder2h];
+
+/// The job: tell the customer `notice` about `revision` of the appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeJob {
+    /// What.
+    pub notice: Notice,
+    /// Of which revision.
+    pub revision: u32,
+}
+
+/// A way to reach the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A text message.
+    Sms,
+    /// An e-mail.
+    Email,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// What sending a notice came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// Sent (or claimed before) on these channels.
+    Delivered(Vec<Channel>),
+    /// Nothing to send, and why.
+    Nothing(&'static str),
+    /// Every channel failed.
+    Undelivered,
+    /// The database was out of reach before anything was sent: try again later.
+    Retry(String),
+}
+
+impl NoticeState {
+    /// Folds a booking event in; the notice it calls for, if any.
+    fn apply(&mut self, change: BookingEvent) -> Option<Notice> {
+        match change {
+            BookingEvent::BookingCreated {
+                tenant_id,
+                branch_id,
+                service_id,
+                customer,
+                appointment,
+                time_zone,
+                confirmation_number,
+                ..
+            } => {
+                self.appointment = Some(Appointment {
+                    tenant_id,
+                    branch_id,
+                    service_id,
+                    customer,
+                    start: appointment.start,
+                    end: appointment.end,
+                    time_zone: time_zone.name().to_owned(),
+                    confirmation_number,
+                });
+                None
+            }
+            BookingEvent::BookingConfirmed { .. } => {
+                self.confirmed = true;
+                Some(Notice::Confirmation)
+            }
+            BookingEvent::BookingRescheduled { to, .. } => {
+                if let Some(a) = self.appointment.as_mut() {
+                    (a.start, a.end) = (to.start, to.end);
+                }
+                self.revision += 1;
+                self.confirmed.then_some(Notice::Rescheduled)
+            }
+            BookingEvent::BookingCancelled { .. } => {
+                self.cancelled = true;
+                self.confirmed.then_some(Notice::Cancelled)
+            }
+            BookingEvent::BookingDetailsUpdated { customer, .. } => {
+                if let Some(a) = self.appointment.as_mut() {
+                    a.customer = customer;
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The reminders follow the appointment: set, moved, or dropped.
+    fn reminders(
+        &self,
+        mut reaction: Reaction<Self, NoticeJob>,
+        now: DateTime<Utc>,
+    ) -> Reaction<Self, NoticeJob> {
+        for reminder in REMINDERS {
+            let due = self
+                .appointment
+                .as_ref()
+                .zip(reminder.lead())
+                .map(|(a, lead)| a.start - lead)
+                .filter(|due| self.confirmed && !self.cancelled && *due > now);
+            reaction = match due {
+                Some(due) => {
+                    let job = NoticeJob {
+                        notice: reminder,
+                        revision: self.revision,
+                    };
+                    reaction.and_schedule(reminder.name(), due, job)
+                }
+                None => reaction.and_cancel(reminder.name()),
+            };
+        }
+        reaction
+    }
+}
+
+impl Saga for Notifications {
+    const NAME: &'static str = "notifications";
+    const AGGREGATE_TYPE: &'static str = "Booking";
+    type State = NoticeState;
+    type Job = NoticeJob;
+    type Outcome = NoticeOutcome;
+
+    fn react(
+        state: &NoticeState,
+        event: &SagaEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Reaction<NoticeState, NoticeJob>, SagaError> {
+        let change: BookingEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| SagaError::Unreadable(e.to_string()))?;
+        let mut next = state.clone();
+        let Some(notice) = next.apply(change) else {
+            return Ok(Reaction::just(next));
+        };
+        let job = NoticeJob {
+            notice,
+            revision: next.revision,
+        };
+        let reaction = Reaction::just(next.clone()).and_schedule(notice.name(), now, job);
+        Ok(next.reminders(reaction, now))
+    }
+
+    fn settle(
+        state: &NoticeState,
+        job: &NoticeJob,
+        outcome: NoticeOutcome,
+        now: DateTime<Utc>,
+    ) -> Reaction<NoticeState, NoticeJob> {
+        let reaction = Reaction::just(state.clone());
+        match outcome {
+            NoticeOutcome::Retry(_) => {
+                reaction.and_schedule(job.notice.name(), now + RETRY_AFTER, *job)
+            }
+            _ => reaction,
+        }
+    }
+}
+
+/// What a message says, from the tenant's catalog and the appointment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The tenant's name.
+    pub salon: String,
+    /// The branch's name.
+    pub branch: String,
+    /// Its street address and city.
+    pub address: String,
+    /// The service's name.
+    pub service: String,
+    /// The customer's name.
+    pub customer: String,
+    /// Start, in the branch's zone.
+    pub start: DateTime<Tz>,
+    /// End, in the branch's zone.
+    pub end: DateTime<Tz>,
+    /// What the customer quotes.
+    pub confirmation_number: String,
+}
+
+impl Facts {
+    /// The facts of `appointment` in `tenant`'s catalog.
+    pub fn of(tenant: &Tenant, appointment: &Appointment) -> Self {
+        let branch = tenant.branches.get(&appointment.branch_id);
+        let zone: Tz = appointment.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        Self {
+            salon: tenant.name.clone(),
+            branch: branch.map(|b| b.name.clone()).unwrap_or_default(),
+            address: branch
+                .map(|b| format!("{}, {}", b.address, b.city))
+                .unwrap_or_default(),
+            service: tenant
+                .services
+                .get(&appointment.service_id)
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            customer: appointment.customer.name.clone(),
+            start: appointment.start.with_timezone(&zone),
+            end: appointment.end.with_timezone(&zone),
+            confirmation_number: appointment.confirmation_number.clone(),
+        }
+    }
+}
+
+/// A notice in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The text message.
+    pub sms: String,
+    /// The e-mail's subject.
+    pub subject: String,
+    /// The e-mail's text.
+    pub text: String,
+}
+
+const WEEKDAYS_DE: [&str; 7] = [
+    "Montag",
+    "Dienstag",
+    "Mittwoch",
+    "Donnerstag",
+    "Freitag",
+    "Samstag",
+    "Sonntag",
+];
+
+/// When, as the customer reads it: `Freitag, 29.11.2030 um 10:00 Uhr`, `Friday 29 November
+/// 2030 at 10:00`.
+fn when(at: &DateTime<Tz>, locale: Locale) -> String {
+    match locale {
+        Locale::De => format!(
+            "{}, {} um {} Uhr",
+            WEEKDAYS_DE[at.weekday().num_days_from_monday() as usize],
+            at.format("%d.%m.%Y"),
+            at.format("%H:%M")
+        ),
+        Locale::En => at.format("%A %-d %B %Y at %H:%M").to_string(),
+    }
+}
+
+/// The words of `notice`. Pure; only characters of the GSM-7 alphabet in the text messages.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one arm per notice and language"
+)]
+pub fn render(notice: Notice, locale: Locale, f: &Facts) -> Rendered {
+    let at = when(&f.start, locale);
+    let (s, b, a, n) = (&f.salon, &f.branch, &f.address, &f.confirmation_number);
+    let service = &f.service;
+    let (sms, subject, lead) = match (locale, notice) {
+        (Locale::De, Notice::Confirmation) => (
+            format!(
+                "{s}: Ihr Termin ist bestaetigt - {service} am {at}, {b}, {a}. Buchungsnr. {n}"
+            ),
+            format!("Terminbestätigung: {service} am {at}"),
+            "Ihr Termin ist bestätigt.",
+        ),
+        (Locale::De, Notice::Reminder24h | Notice::Reminder2h) => (
+            format!(
+                "{s}: Erinnerung an Ihren Termin - {service} am {at}, {b}, {a}. Buchungsnr. {n}"
+            ),
+            format!("Erinnerung: {service} am {at}"),
+            "wir erinnern Sie an Ihren Termin.",
+        ),
+        (Locale::De, Notice::Rescheduled) => (
+            format!(
+                "{s}: Ihr Termin wurde verlegt auf {at} - {service}, {b}, {a}. Buchungsnr. {n}"
+            ),
+            format!("Termin verlegt: {service} am {at}"),
+            "Ihr Termin wurde verlegt.",
+        ),
+        (Locale::De, Notice::Cancelled) => (
+            format!("{s}: Ihr Termin am {at} ({service}) wurde storniert. Buchungsnr. {n}"),
+            format!("Termin storniert: {service} am {at}"),
+            "Ihr Termin wurde storniert.",
+        ),
+        (Locale::En, Notice::Confirmation) => (
+            format!(
+                "{s}: your appointment is confirmed - {service} on {at}, {b}, {a}. Booking no. {n}"
+            ),
+            format!("Booking confirmed: {service} on {at}"),
+            "your appointment is confirmed.",
+        ),
+        (Locale::En, Notice::Reminder24h | Notice::Reminder2h) => (
+            format!(
+                "{s}: reminder of your appointment - {service} on {at}, {b}, {a}. Booking no. {n}"
+            ),
+            format!("Reminder: {service} on {at}"),
+            "this is a reminder of your appointment.",
+        ),
+        (Locale::En, Notice::Rescheduled) => (
+            format!(
+                "{s}: your appointment has moved to {at} - {service}, {b}, {a}. Booking no. {n}"
+            ),
+            format!("Appointment moved: {service} on {at}"),
+            "your appointment has moved.",
+        ),
+        (Locale::En, Notice::Cancelled) => (
+            format!("{s}: your appointment on {at} ({service}) is cancelled. Booking no. {n}"),
+            format!("Appointment cancelled: {service} on {at}"),
+            "your appointment is cancelled.",
+        ),
+    };
+    let (hello, labels) = match locale {
+        Locale::De => (
+            format!("Guten Tag {},\n\n{lead}", f.customer),
+            ["Leistung", "Wann", "Wo", "Buchungsnummer"],
+        ),
+        Locale::En => (
+            format!("Hello {},\n\n{lead}", f.customer),
+            ["Service", "When", "Where", "Booking number"],
+        ),
+    };
+    let text = format!(
+        "{hello}\n\n{}: {service}\n{}: {at}\n{}: {b}, {a}\n{}: {n}\n\n{s}\n",
+        labels[0], labels[1], labels[2], labels[3]
+    );
+    Rendered { sms, subject, text }
+}
+
+/// Escapes text for an iCalendar property value.
+fn ics_text(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace('\n', "\\n")
+}
+
+/// The calendar invite for a notice: the appointment (its revision as the sequence), or its
+/// cancellation. Pure.
+pub fn invite(
+    notice: Notice,
+    booking_id: &str,
+    revision: u32,
+    f: &Facts,
+    now: DateTime<Utc>,
+) -> Invite {
+    let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    let (method, status) = if notice == Notice::Cancelled {
+        ("CANCEL", "CANCELLED")
+    } else {
+        ("REQUEST", "CONFIRMED")
+    };
+    let lines = [
+        "BEGIN:VCALENDAR".to_owned(),
+        "VERSION:2.0".to_owned(),
+        "PRODID:-//bookingd//bookingd//EN".to_owned(),
+        format!("METHOD:{method}"),
+        "BEGIN:VEVENT".to_owned(),
+        format!("UID:{booking_id}@bookingd"),
+        format!("SEQUENCE:{revision}"),
+        format!("DTSTAMP:{}", stamp(now)),
+        format!("DTSTART:{}", stamp(f.start.with_timezone(&Utc))),
+        format!("DTEND:{}", stamp(f.end.with_timezone(&Utc))),
+        format!(
+            "SUMMARY:{}",
+            ics_text(&format!("{} ({})", f.service, f.salon))
+        ),
+        format!(
+            "LOCATION:{}",
+            ics_text(&format!("{}, {}", f.branch, f.address))
+        ),
+        format!("STATUS:{status}"),
+        "END:VEVENT".to_owned(),
+        "END:VCALENDAR".to_owned(),
+    ];
+    Invite {
+        method: method.to_owned(),
+        ics: lines.join("\r\n") + "\r\n",
+    }
+}
+
+/// The channels a tenant's customer can be reached on, in order of preference.
+pub fn channels(tenant: &Tenant, customer: &Customer, sms: bool, email: bool) -> Vec<Channel> {
+    let settings = &tenant.settings;
+    let mut out = Vec::new();
+    if sms && settings.notifications.sms && settings.features.sms_notifications {
+        out.push(Channel::Sms);
+    }
+    if email && settings.notifications.email && customer.email.is_some() {
+        out.push(Channel::Email);
+    }
+    out
+}
+
+/// Sends notices over the tenant's channels.
+#[derive(Debug)]
+pub struct NotificationsDriver<S> {
+    commands: Arc<Commands<S>>,
+    sms: Option<Arc<dyn SmsGateway>>,
+    mail: Option<Arc<dyn Mailer>>,
+    pool: PgPool,
+    clock: crate::SharedClock,
+}
+
+/// One message on its way: which, to whom, saying what.
+struct Message<'a> {
+    key: &'a str,
+    run: &'a JobRun<Notifications>,
+    appointment: &'a Appointment,
+    sms: Sms,
+    email: Option<Email>,
+}
+
+impl Message<'_> {
+    fn recipient(&self, channel: Channel) -> &str {
+        match (channel, &self.email) {
+            (Channel::Sms, _) => &self.sms.to,
+            (Channel::Email, Some(email)) => &email.to,
+            (Channel::Email, None) => "",
+        }
+    }
+}
+
+impl<S: Store> NotificationsDriver<S> {
+    /// A driver over the configured gateways (none: that channel is off).
+    pub fn new(
+        commands: Arc<Commands<S>>,
+        sms: Option<Arc<dyn SmsGateway>>,
+        mail: Option<Arc<dyn Mailer>>,
+        pool: PgPool,
+        clock: crate::SharedClock,
+    ) -> Self {
+        Self {
+            commands,
+            sms,
+            mail,
+            pool,
+            clock,
+        }
+    }
+
+    /// Sends `message` on `channel` unless it was claimed there before. True when it went out
+    /// (now or before, or its fate is unknown after a crash); false when it failed.
+    async fn deliver(&self, message: &Message<'_>, channel: Channel) -> Result<bool, sqlx::Error> {
+        if let Some(status) = self.claim(message, channel).await? {
+            tracing::info!(key = message.key, channel = channel.as_str(), %status, "notification claimed before; not sent again");
+            return Ok(status != "failed");
+        }
+        let sent = match (channel, &self.sms, &self.mail, &message.email) {
+            (Channel::Sms, Some(gateway), _, _) => gateway.send(&message.sms).await,
+            (Channel::Email, _, Some(mailer), Some(email)) => mailer.send(email).await,
+            _ => Err(PortError::Rejected(
+                "the channel is not configured".to_owned(),
+            )),
+        };
+        match sent {
+            Ok(sent) => {
+                sqlx::query(
+                    "UPDATE notifications SET status = 'sent', provider_id = $3, sent_at = now()
+                     WHERE key = $1 AND channel = $2",
+                )
+                .bind(message.key)
+                .bind(channel.as_str())
+                .bind(&sent.provider_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(true)
+            }
+            Err(error) => {
+                tracing::warn!(key = message.key, channel = channel.as_str(), %error, "notification failed");
+                self.record_failure(message, channel, &error).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Claims the message on the channel; the status of an earlier claim if there was one.
+    async fn claim(
+        &self,
+        message: &Message<'_>,
+        channel: Channel,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let claimed = sqlx::query(
+            "INSERT INTO notifications (key, channel, tenant_id, booking_id, notice, recipient, status)
+             VALUES ($1, $2, $3, $4, $5, $6, 'sending') ON CONFLICT DO NOTHING",
+        )
+        .bind(message.key)
+        .bind(channel.as_str())
+        .bind(message.appointment.tenant_id.0)
+        .bind(&message.run.instance_id)
+        .bind(message.run.job.notice.name())
+        .bind(message.recipient(channel))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            return Ok(None);
+        }
+        sqlx::query_scalar("SELECT status FROM notifications WHERE key = $1 AND channel = $2")
+            .bind(message.key)
+            .bind(channel.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map(Some)
+    }
+
+    async fn record_failure(
+        &self,
+        message: &Message<'_>,
+        channel: Channel,
+        error: &PortError,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET status = 'failed', error = $3 WHERE key = $1 AND channel = $2",
+        )
+        .bind(message.key)
+        .bind(channel.as_str())
+        .bind(error.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO failed_notifications (id, tenant_id, booking_id, key, channel, recipient, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(message.appointment.tenant_id.0)
+        .bind(&message.run.instance_id)
+        .bind(message.key)
+        .bind(channel.as_str())
+        .bind(message.recipient(channel))
+        .bind(error.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The message for a claimed notice, in the tenant's language.
+    fn message<'a>(
+        &self,
+        run: &'a JobRun<Notifications>,
+        appointment: &'a Appointment,
+        tenant: &Tenant,
+        key: &'a str,
+    ) -> Message<'a> {
+        let notice = run.job.notice;
+        let facts = Facts::of(tenant, appointment);
+        let words = render(notice, tenant.settings.locale, &facts);
+        let calendar = notice.lead().is_none().then(|| {
+            invite(
+                notice,
+                &run.instance_id,
+                run.job.revision,
+                &facts,
+                self.clock.now(),
+            )
+        });
+        Message {
+            key,
+            run,
+            appointment,
+            sms: Sms {
+                to: appointment.customer.phone.as_str().to_owned(),
+                body: words.sms,
+            },
+            email: appointment.customer.email.as_ref().map(|to| Email {
+                to: to.clone(),
+                to_name: appointment.customer.name.clone(),
+                from_name: tenant.name.clone(),
+                subject: words.subject,
+                text: words.text,
+                calendar,
+            }),
+        }
+    }
+
+    async fn send(&self, run: &JobRun<Notifications>) -> Result<NoticeOutcome, sqlx::Error> {
+        let (state, job) = (&run.state, run.job);
+        let Some(appointment) = &state.appointment else {
+            return Ok(NoticeOutcome::Nothing("no such booking"));
+        };
+        if job.notice.lead().is_some() && (state.cancelled || job.revision != state.revision) {
+            return Ok(NoticeOutcome::Nothing(
+                "the reminder is for an appointment that changed",
+            ));
+        }
+        let tenant = match self.commands.tenant(appointment.tenant_id).await {
+            Ok((tenant, _)) => tenant,
+            Err(e) => return Ok(NoticeOutcome::Retry(e.to_string())),
+        };
+        let reachable = channels(
+            &tenant,
+            &appointment.customer,
+            self.sms.is_some(),
+            self.mail.is_some(),
+        );
+        if reachable.is_empty() {
+            return Ok(NoticeOutcome::Nothing("no channel reaches the customer"));
+        }
+        let key = format!("{}:{}:{}", run.instance_id, job.notice.name(), job.revision);
+        let message = self.message(run, appointment, &tenant, &key);
+        // Reminders on the preferred channel, the rest on all; the others stand by.
+        let wanted = if job.notice.lead().is_some() {
+            1
+        } else {
+            reachable.len()
+        };
+        let mut delivered = Vec::new();
+        let mut failed = false;
+        for channel in &reachable[..wanted] {
+            if self.deliver(&message, *channel).await? {
+                delivered.push(*channel);
+            } else {
+                failed = true;
+            }
+        }
+        if failed && delivered.is_empty() {
+            for channel in &reachable[wanted..] {
+                if self.deliver(&message, *channel).await? {
+                    delivered.push(*channel);
+                    break;
+                }
+            }
+        }
+        Ok(if delivered.is_empty() {
+            NoticeOutcome::Undelivered
+        } else {
+            NoticeOutcome::Delivered(delivered)
+        })
+    }
+}
+
+impl<S: Store> Driver for NotificationsDriver<S> {
+    type Saga = Notifications;
+
+    async fn perform(&self, run: &JobRun<Notifications>) -> NoticeOutcome {
+        match self.send(run).await {
+            Ok(outcome) => outcome,
+            Err(e) => NoticeOutcome::Retry(e.to_string()),
+        }
+    }
+}
