@@ -741,3 +741,191 @@ impl<S: Store> Driver for NotificationsDriver<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::TimeZone;
+    use chrono_tz::Europe::Berlin;
+    use domain::booking::BookingSource;
+    use domain::values::{
+        BookingId, CountryCode, Currency, Money, PhoneNumber, StaffId, TimeRange,
+    };
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 3, 1, 9, 0, 0).unwrap()
+    }
+
+    fn event(sequence: i64, change: &BookingEvent) -> SagaEvent {
+        SagaEvent {
+            event_id: Uuid::now_v7(),
+            tenant_id: Uuid::from_u128(2),
+            aggregate_type: "Booking".to_owned(),
+            aggregate_id: Uuid::from_u128(1).to_string(),
+            sequence,
+            position: sequence,
+            payload: serde_json::to_value(change).unwrap(),
+            correlation_id: Uuid::from_u128(9),
+        }
+    }
+
+    fn at(days: i64) -> TimeRange {
+        TimeRange::starting_at(now() + Duration::days(days), 30).unwrap()
+    }
+
+    fn created(when: TimeRange) -> BookingEvent {
+        BookingEvent::BookingCreated {
+            booking_id: BookingId(Uuid::from_u128(1)),
+            tenant_id: TenantId(Uuid::from_u128(2)),
+            branch_id: BranchId(Uuid::from_u128(3)),
+            service_id: ServiceId(Uuid::from_u128(4)),
+            staff_id: StaffId(Uuid::from_u128(5)),
+            customer: Customer {
+                phone: PhoneNumber::parse("0301234567", CountryCode(49)).unwrap(),
+                name: "Eva".to_owned(),
+                email: Some("eva@example.com".to_owned()),
+            },
+            appointment: when,
+            time_zone: Berlin,
+            source: BookingSource::Api,
+            call_id: None,
+            confirmation_number: "ABC123".to_owned(),
+            price: Money::new(4500, Currency::EUR).unwrap(),
+            notes: None,
+            created_at: now(),
+        }
+    }
+
+    fn run(changes: &[BookingEvent]) -> Reaction<NoticeState, NoticeJob> {
+        let mut reaction = Reaction::just(NoticeState::default());
+        for (sequence, change) in (1..).zip(changes) {
+            reaction =
+                Notifications::react(&reaction.state, &event(sequence, change), now()).unwrap();
+        }
+        reaction
+    }
+
+    fn due(reaction: &Reaction<NoticeState, NoticeJob>) -> Vec<(String, DateTime<Utc>)> {
+        reaction
+            .schedule
+            .iter()
+            .map(|s| (s.name.clone(), s.due))
+            .collect()
+    }
+
+    #[test]
+    fn a_confirmation_sets_both_reminders_and_a_move_moves_them() {
+        let confirmed = BookingEvent::BookingConfirmed {
+            confirmed_at: now(),
+        };
+        let reaction = run(&[created(at(3)), confirmed.clone()]);
+        let start = at(3).start;
+        assert_eq!(
+            due(&reaction),
+            [
+                ("confirmation".to_owned(), now()),
+                ("reminder-24h".to_owned(), start - Duration::hours(24)),
+                ("reminder-2h".to_owned(), start - Duration::hours(2)),
+            ]
+        );
+        let moved = run(&[
+            created(at(3)),
+            confirmed,
+            BookingEvent::BookingRescheduled {
+                from: at(3),
+                to: at(5),
+                staff_from: StaffId(Uuid::from_u128(5)),
+                staff_to: StaffId(Uuid::from_u128(5)),
+            },
+        ]);
+        assert_eq!(moved.state.revision, 1);
+        assert_eq!(moved.schedule[1].due, at(5).start - Duration::hours(24));
+        assert_eq!(moved.schedule[1].job.revision, 1);
+    }
+
+    #[test]
+    fn a_booking_for_tomorrow_morning_gets_no_past_reminder_and_a_cancel_drops_them() {
+        let soon = TimeRange::starting_at(now() + Duration::hours(5), 30).unwrap();
+        let confirmed = BookingEvent::BookingConfirmed {
+            confirmed_at: now(),
+        };
+        let reaction = run(&[created(soon), confirmed.clone()]);
+        assert_eq!(
+            due(&reaction),
+            [
+                ("confirmation".to_owned(), now()),
+                ("reminder-2h".to_owned(), soon.start - Duration::hours(2)),
+            ]
+        );
+        assert_eq!(reaction.cancel, ["reminder-24h"]);
+        let cancelled = run(&[
+            created(at(3)),
+            confirmed,
+            BookingEvent::BookingCancelled {
+                reason: "ill".to_owned(),
+                actor: "api_key:x".to_owned(),
+                late: false,
+                cancelled_at: now(),
+            },
+        ]);
+        assert_eq!(due(&cancelled), [("cancelled".to_owned(), now())]);
+        assert_eq!(cancelled.cancel, ["reminder-24h", "reminder-2h"]);
+    }
+
+    fn facts() -> Facts {
+        let start = Berlin.with_ymd_and_hms(2030, 11, 29, 10, 0, 0).unwrap();
+        Facts {
+            salon: "Salon Mia".to_owned(),
+            branch: "Mitte".to_owned(),
+            address: "Torstr. 1, Berlin".to_owned(),
+            service: "Färben".to_owned(),
+            customer: "Eva".to_owned(),
+            start,
+            end: start + Duration::minutes(45),
+            confirmation_number: "ABC123".to_owned(),
+        }
+    }
+
+    #[test]
+    fn messages_read_in_the_tenants_language_with_local_time() {
+        let de = render(Notice::Confirmation, Locale::De, &facts());
+        assert_eq!(
+            de.sms,
+            "Salon Mia: Ihr Termin ist bestaetigt - Färben am Freitag, 29.11.2030 um 10:00 Uhr, Mitte, Torstr. 1, Berlin. Buchungsnr. ABC123"
+        );
+        let en = render(Notice::Cancelled, Locale::En, &facts());
+        assert_eq!(
+            en.sms,
+            "Salon Mia: your appointment on Friday 29 November 2030 at 10:00 (Färben) is cancelled. Booking no. ABC123"
+        );
+        assert!(en.text.starts_with("Hello Eva,"), "{}", en.text);
+    }
+
+    #[test]
+    fn an_invite_carries_the_utc_times_the_revision_and_escaped_text() {
+        let invite = invite(Notice::Rescheduled, "b-1", 2, &facts(), now());
+        assert_eq!(invite.method, "REQUEST");
+        for line in [
+            "METHOD:REQUEST",
+            "UID:b-1@bookingd",
+            "SEQUENCE:2",
+            "DTSTART:20301129T090000Z",
+            "DTEND:20301129T094500Z",
+            "LOCATION:Mitte\\, Torstr. 1\\, Berlin",
+            "STATUS:CONFIRMED",
+        ] {
+            assert!(
+                invite.ics.contains(&format!("{line}\r\n")),
+                "{line} in {}",
+                invite.ics
+            );
+        }
+        let cancel = super::invite(Notice::Cancelled, "b-1", 2, &facts(), now());
+        assert!(
+            cancel.ics.contains("METHOD:CANCEL\r\n") && cancel.ics.contains("STATUS:CANCELLED\r\n")
+        );
+    }
+}
