@@ -14,6 +14,14 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4223}"
 export BOOKINGD_BIND="${BOOKINGD_BIND:-127.0.0.1:8080}"
 export BOOKINGD_OPERATOR_TOKEN="${BOOKINGD_OPERATOR_TOKEN:-demo-operator-token}"
+# The key sealing tenants' integration credentials: made once for this checkout and kept, so
+# a Cal.com connection stored in one run still opens in the next.
+if [ -z "${BOOKINGD_SECRET_KEY:-}" ]; then
+    mkdir -p .data
+    [ -s .data/secret.key ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > .data/secret.key
+    BOOKINGD_SECRET_KEY="$(cat .data/secret.key)"
+    export BOOKINGD_SECRET_KEY
+fi
 
 log "building bookingd (release)"
 cargo build --release --locked -q -p api --bin bookingd
