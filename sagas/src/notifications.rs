@@ -688,7 +688,9 @@ impl<S: Store> NotificationsDriver<S> {
         let tenant = match self.commands.tenant(appointment.tenant_id).await {
             Ok((tenant, _)) => tenant,
             Err(commands::CommandError::NotFound(_)) => {
-                return Ok(NoticeOutcome::Nothing("the tenant is not in this event store"));
+                return Ok(NoticeOutcome::Nothing(
+                    "the tenant is not in this event store",
+                ));
             }
             Err(e) => return Ok(NoticeOutcome::Retry(e.to_string())),
         };

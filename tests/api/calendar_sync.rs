@@ -878,3 +878,59 @@ async fn a_poison_event_is_parked_by_the_saga_and_retry_takes_it(pool: PgPool) {
     .await;
     assert_eq!(requests(&calcom, 2).await.len(), 2);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_rate_limited_call_waits_for_the_reset_and_looks_before_trying_again(pool: PgPool) {
+    let calcom = MockServer::start().await;
+    // The first create is throttled; Cal.com says the window resets in one second.
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("X-RateLimit-Limit-Default", "120")
+                .insert_header("X-RateLimit-Remaining-Default", "0")
+                .insert_header("X-RateLimit-Reset-Default", "1")
+                .set_body_json(json!({ "status": "error", "error": { "code": "ThrottlerException", "message": "CustomThrottlerGuard - Too many requests. Please try again later." } })),
+        )
+        .up_to_n_times(1)
+        .mount(&calcom)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/bookings"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": [], "pagination": {} })),
+        )
+        .mount(&calcom)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let start = body["start"].as_str().unwrap_or_default();
+            ResponseTemplate::new(201).set_body_json(cal_booking(
+                "cal-1",
+                start,
+                "accepted",
+                &body["metadata"],
+            ))
+        })
+        .mount(&calcom)
+        .await;
+    let (app, salon, _) = connected_salon(pool, &calcom, |c| c.integrations.max_retries = 1).await;
+    let started = std::time::Instant::now();
+    let booking = book(&app, &salon, 2, 10).await;
+    sync_state(&app, &salon, &booking, |b| {
+        b["calendar_sync"]["uid"] == "cal-1"
+    })
+    .await;
+    // The retry waited for the reset (a backoff alone is at most 200 ms), and looked first.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    let received = calcom.received_requests().await.unwrap();
+    let calls: Vec<&str> = received.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(calls, ["POST", "GET", "POST"]);
+}
