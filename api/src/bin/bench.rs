@@ -373,8 +373,9 @@ async fn start_server(
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
         projections,
-        // Sagas are measured on their own; none of the bench tenants has an integration.
-        sagas: false,
+        // Off unless BENCH_SAGAS=true: none of the bench tenants has an integration, so the
+        // sagas only add their bookkeeping (state, inbox, jobs per booking event).
+        sagas: std::env::var("BENCH_SAGAS").is_ok_and(|v| v == "true"),
         log_format: LogFormat::Pretty,
         integrations: api::config::IntegrationConfig::default(),
         clock: std::sync::Arc::new(sagas::SystemClock),
