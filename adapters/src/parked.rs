@@ -3,21 +3,25 @@
 
 use projections::dead_letters::{self, Retried};
 use projections::{Bookings, StaffCalendars, Tenants};
-use sagas::CalendarSync;
+use sagas::{CalendarSync, Notifications};
 use sqlx::PgPool;
 
 use crate::saga_worker::{retry_parked, skip_parked};
 
 /// The consumers that park events.
-pub const CONSUMERS: &[&str] = &["bookings", "tenants", "staff", "saga:calendar-sync"];
+pub const CONSUMERS: &[&str] = &[
+    "bookings",
+    "tenants",
+    "staff",
+    "saga:calendar-sync",
+    "saga:notifications",
+];
 
 /// Why parked events could not be handled.
 #[derive(Debug, thiserror::Error)]
 pub enum ParkedError {
     /// No consumer has that name.
-    #[error(
-        "nothing named {0:?} parks events (known: bookings, tenants, staff, saga:calendar-sync)"
-    )]
+    #[error("nothing named {name:?} parks events (known: {known})", name = .0, known = CONSUMERS.join(", "))]
     Unknown(String),
     /// Postgres failed.
     #[error("database: {0}")]
@@ -34,6 +38,7 @@ pub async fn retry(pool: &PgPool, consumer: &str) -> Result<Retried, ParkedError
         "tenants" => dead_letters::retry(pool, &Tenants).await?,
         "staff" => dead_letters::retry(pool, &StaffCalendars).await?,
         "saga:calendar-sync" => retry_parked::<CalendarSync>(pool).await?,
+        "saga:notifications" => retry_parked::<Notifications>(pool).await?,
         other => return Err(ParkedError::Unknown(other.to_owned())),
     })
 }
@@ -43,6 +48,7 @@ pub async fn skip(pool: &PgPool, consumer: &str, event_id: &str) -> Result<bool,
     Ok(match consumer {
         "bookings" | "tenants" | "staff" => dead_letters::skip(pool, consumer, event_id).await?,
         "saga:calendar-sync" => skip_parked::<CalendarSync>(pool, event_id).await?,
+        "saga:notifications" => skip_parked::<Notifications>(pool, event_id).await?,
         other => return Err(ParkedError::Unknown(other.to_owned())),
     })
 }

@@ -223,3 +223,22 @@ pub async fn skip_parked<S: Saga>(pool: &PgPool, event_id: &str) -> Result<bool,
     dead_letters::forget(pool, &name, event_id).await?;
     Ok(true)
 }
+
+/// The sagas, by name.
+pub const SAGAS: &[&str] = &["calendar-sync", "notifications"];
+
+/// An operator's retry of one instance of the saga named `saga`: `None` when no saga has
+/// that name, else whether the instance exists.
+pub async fn retry_instance(
+    pool: &PgPool,
+    saga: &str,
+    instance: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<bool>, sagas::SagaError> {
+    use sagas::{CalendarSync, Notifications};
+    Ok(Some(match saga {
+        CalendarSync::NAME => runtime::retry::<CalendarSync>(pool, instance, now).await?,
+        Notifications::NAME => runtime::retry::<Notifications>(pool, instance, now).await?,
+        _ => return Ok(None),
+    }))
+}

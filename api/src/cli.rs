@@ -210,7 +210,7 @@ async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
 }
 
 async fn sagas(command: SagasCommand) -> anyhow::Result<()> {
-    use sagas::{Saga, runtime};
+    use sagas::runtime;
     match command {
         SagasCommand::List {
             database,
@@ -251,13 +251,15 @@ async fn sagas(command: SagasCommand) -> anyhow::Result<()> {
             instance,
         } => {
             let pool = connect_database(&database).await?;
-            let found = match saga.as_str() {
-                sagas::CalendarSync::NAME => {
-                    runtime::retry::<sagas::CalendarSync>(&pool, &instance, chrono::Utc::now())
-                        .await?
-                }
-                other => anyhow::bail!("no saga named {other:?} (known: calendar-sync)"),
-            };
+            let found =
+                adapters::saga_worker::retry_instance(&pool, &saga, &instance, chrono::Utc::now())
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "no saga named {saga:?} (known: {})",
+                            adapters::saga_worker::SAGAS.join(", ")
+                        )
+                    })?;
             anyhow::ensure!(found, "no {saga} instance {instance}");
             say(format_args!(
                 "{saga} {instance}: due now; a running bookingd takes it within a second"

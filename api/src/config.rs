@@ -260,7 +260,8 @@ pub enum DeadLettersCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The projection (`bookings`, `tenants`, `staff`) or saga (`saga:calendar-sync`).
+        /// The projection (`bookings`, `tenants`, `staff`) or saga (`saga:calendar-sync`,
+        /// `saga:notifications`).
         projection: String,
     },
     /// Gives one parked event up, so that the events after it can be applied.
@@ -283,7 +284,7 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// Only this saga's (`calendar-sync`).
+        /// Only this saga's (`calendar-sync`, `notifications`).
         #[arg(long)]
         saga: Option<String>,
         /// Only this tenant's.
@@ -298,9 +299,9 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The saga (`calendar-sync`).
+        /// The saga (`calendar-sync`, `notifications`).
         saga: String,
-        /// The instance (for calendar sync, the booking id).
+        /// The instance (the booking id).
         instance: String,
     },
     /// Makes an instance's steps due now, including one refused for good (after the cause
@@ -309,9 +310,9 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The saga (`calendar-sync`).
+        /// The saga (`calendar-sync`, `notifications`).
         saga: String,
-        /// The instance.
+        /// The instance (the booking id).
         instance: String,
     },
 }
