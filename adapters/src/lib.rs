@@ -32,6 +32,7 @@ pub mod parked;
 pub mod projection_worker;
 pub mod relay;
 pub mod saga_worker;
+pub mod stripe;
 pub mod twilio;
 pub mod webhooks;
 

@@ -72,6 +72,76 @@ fn twilio_signed(url: &str, params: &[(String, String)]) -> Vec<u8> {
     signed.into_bytes()
 }
 
+/// Why a `Stripe-Signature` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StripeSignatureError {
+    /// No `t=` or no `v1=`.
+    #[error("the Stripe-Signature header is malformed")]
+    Malformed,
+    /// No `v1` matches the body.
+    #[error("no signature matches the body")]
+    Mismatch,
+    /// Signed longer ago (or further ahead) than the tolerance.
+    #[error("the signature's timestamp is outside the tolerance")]
+    Stale,
+}
+
+/// Checks a `Stripe-Signature: t=…,v1=…[,v1=…]` header: some `v1` is the hex HMAC-SHA256 of
+/// `"{t}.{body}"` with the endpoint secret, and `t` is within `tolerance` seconds of `now`.
+pub fn stripe_signature_check(
+    secret: &str,
+    body: &[u8],
+    header: &str,
+    now: i64,
+    tolerance: i64,
+) -> Result<(), StripeSignatureError> {
+    let mut timestamp = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v)) => candidates.extend(decode_hex(v)),
+            _ => {}
+        }
+    }
+    let Some(t) = timestamp else {
+        return Err(StripeSignatureError::Malformed);
+    };
+    if candidates.is_empty() {
+        return Err(StripeSignatureError::Malformed);
+    }
+    let matches = candidates.iter().any(|signature| {
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).is_ok_and(|mut mac| {
+            mac.update(format!("{t}.").as_bytes());
+            mac.update(body);
+            mac.verify_slice(signature).is_ok()
+        })
+    });
+    if !matches {
+        return Err(StripeSignatureError::Mismatch);
+    }
+    if (now - t).abs() > tolerance {
+        return Err(StripeSignatureError::Stale);
+    }
+    Ok(())
+}
+
+/// Stripe's `Stripe-Signature` header for `body` signed at `t` (for tests and tools).
+pub fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
         return None;
@@ -85,6 +155,37 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stripe_signature_is_checked_against_every_v1_and_the_tolerance() {
+        let body = br#"{"id":"evt_1"}"#;
+        let header = stripe_signature("whsec_x", 1_000, body);
+        assert_eq!(
+            stripe_signature_check("whsec_x", body, &header, 1_100, 300),
+            Ok(())
+        );
+        let rotated = format!("t=1000,v1={},{}", "00".repeat(32), &header[7..]);
+        assert_eq!(
+            stripe_signature_check("whsec_x", body, &rotated, 1_100, 300),
+            Ok(())
+        );
+        assert_eq!(
+            stripe_signature_check("whsec_x", body, &header, 1_301, 300),
+            Err(StripeSignatureError::Stale)
+        );
+        assert_eq!(
+            stripe_signature_check("whsec_y", body, &header, 1_100, 300),
+            Err(StripeSignatureError::Mismatch)
+        );
+        assert_eq!(
+            stripe_signature_check("whsec_x", b"{}", &header, 1_100, 300),
+            Err(StripeSignatureError::Mismatch)
+        );
+        assert_eq!(
+            stripe_signature_check("whsec_x", body, "v1=ab", 1_100, 300),
+            Err(StripeSignatureError::Malformed)
+        );
+    }
 
     #[test]
     fn the_twilio_signature_matches_twilios_documented_example() {

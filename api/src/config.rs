@@ -167,6 +167,16 @@ pub struct IntegrationConfig {
     /// The address e-mail is sent from.
     #[arg(long, env = "SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Stripe's API.
+    #[arg(long, env = "STRIPE_API_URL", default_value = "https://api.stripe.com")]
+    pub stripe_api_url: String,
+    /// Stripe secret key (`sk_…`); deposits cannot be collected without it.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// The signing secret (`whsec_…`) of the Stripe webhook pointed at
+    /// `/api/v2/webhooks/stripe`.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretString>,
 }
 
 /// How logs are written.
@@ -368,6 +378,9 @@ impl Default for IntegrationConfig {
             twilio_from: None,
             smtp_url: None,
             smtp_from: None,
+            stripe_api_url: "https://api.stripe.com".to_owned(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
         }
     }
 }

@@ -254,7 +254,9 @@ fn booking_error(e: &BookingError) -> (u16, ErrorType) {
         }
         E::MonthlyLimitReached(_) => (403, ErrorType::TenantQuotaExceeded),
         E::AlreadyExists => (409, ErrorType::TransactionFailed),
-        E::IllegalTransition { .. } | E::NotStartedYet => (409, ErrorType::InvalidStateTransition),
+        E::IllegalTransition { .. } | E::NotStartedYet | E::NoDeposit | E::DepositNotPaid => {
+            (409, ErrorType::InvalidStateTransition)
+        }
         _ => (422, ErrorType::ValidationFailed),
     }
 }

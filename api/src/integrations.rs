@@ -1,4 +1,4 @@
-//! The clients of external services (Cal.com, Twilio, SMTP), their circuit breakers, the
+//! The clients of external services (Cal.com, Twilio, SMTP, Stripe), their circuit breakers, the
 //! tenants' sealed credentials, and the saga workers that call them.
 
 use std::sync::Arc;
@@ -8,12 +8,13 @@ use adapters::calcom::CalCom;
 use adapters::circuit::CircuitBreaker;
 use adapters::integrations::{PgAccounts, SecretKey};
 use adapters::mail::SmtpMailer;
+use adapters::stripe::Stripe;
 use adapters::twilio::{Twilio, TwilioConfig};
 use adapters::{PgStore, SagaWorker, WorkerConfig};
 use anyhow::Context;
 use commands::Commands;
-use sagas::ports::{Mailer, SmsGateway};
-use sagas::{CalendarSyncDriver, NotificationsDriver, RetryPolicy};
+use sagas::ports::{Mailer, Payments, SmsGateway};
+use sagas::{CalendarSyncDriver, Driver, NotificationsDriver, PaymentsDriver, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -38,7 +39,9 @@ pub(crate) struct Integrations {
     pub(crate) accounts: PgAccounts,
     pub(crate) circuits: Vec<Arc<CircuitBreaker>>,
     pub(crate) twilio_callbacks: Option<TwilioCallbacks>,
+    pub(crate) stripe_webhook_secret: Option<SecretString>,
     calcom: Arc<CalCom>,
+    payments: Option<Arc<dyn Payments>>,
     sms: Option<Arc<dyn SmsGateway>>,
     mail: Option<Arc<dyn Mailer>>,
 }
@@ -96,6 +99,37 @@ fn twilio(
     Some(((gateway, circuit), callbacks))
 }
 
+/// Stripe, when its secret key is configured.
+fn stripe(config: &ServeConfig, http: reqwest::Client) -> Option<Guarded<dyn Payments>> {
+    let settings = &config.integrations;
+    let key = settings.stripe_secret_key.as_ref()?;
+    let circuit = breaker(config, "stripe");
+    let stripe = Stripe::new(
+        http,
+        &settings.stripe_api_url,
+        key.expose_secret(),
+        timeout(settings),
+        circuit.clone(),
+    );
+    Some((Arc::new(stripe), circuit))
+}
+
+/// A saga worker with the shared consumer settings.
+fn worker<D: Driver>(
+    (pool, js, config): (&PgPool, &async_nats::jetstream::Context, &ServeConfig),
+    driver: D,
+    lease: chrono::Duration,
+) -> SagaWorker<D> {
+    SagaWorker::new(
+        pool.clone(),
+        js.clone(),
+        Arc::new(driver),
+        config.clock.clone(),
+        WorkerConfig::default(),
+        lease,
+    )
+}
+
 /// SMTP, when its relay and sender are configured.
 fn smtp(config: &ServeConfig) -> anyhow::Result<Option<Guarded<dyn Mailer>>> {
     let settings = &config.integrations;
@@ -139,13 +173,17 @@ impl Integrations {
             .public_url
             .as_ref()
             .map(|u| u.trim_end_matches('/').to_owned());
-        let (sms, twilio_callbacks) = match twilio(config, http, public_url.as_deref()) {
+        let (sms, twilio_callbacks) = match twilio(config, http.clone(), public_url.as_deref()) {
             Some(((gateway, circuit), callbacks)) => {
                 circuits.push(circuit);
                 (Some(gateway), Some(callbacks))
             }
             None => (None, None),
         };
+        let payments = stripe(config, http.clone()).map(|(payments, circuit)| {
+            circuits.push(circuit);
+            payments
+        });
         let mail = match smtp(config)? {
             Some((mailer, circuit)) => {
                 circuits.push(circuit);
@@ -157,7 +195,9 @@ impl Integrations {
             accounts: PgAccounts::new(pool.clone(), key),
             circuits,
             twilio_callbacks,
+            stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
             calcom,
+            payments,
             sms,
             mail,
         })
@@ -207,23 +247,16 @@ impl Integrations {
             timeout(settings).saturating_mul(2) + Duration::from_secs(5),
         )
         .unwrap_or(chrono::Duration::hours(1));
+        let payments = PaymentsDriver::new(
+            commands.clone(),
+            self.payments.clone(),
+            config.clock.clone(),
+        );
+        let shared = (pool, &js, config);
         Sagas {
-            calendar_sync: SagaWorker::new(
-                pool.clone(),
-                js.clone(),
-                Arc::new(calendar_sync),
-                config.clock.clone(),
-                WorkerConfig::default(),
-                lease,
-            ),
-            notifications: SagaWorker::new(
-                pool.clone(),
-                js,
-                Arc::new(notifications),
-                config.clock.clone(),
-                WorkerConfig::default(),
-                notice_lease,
-            ),
+            payments: worker(shared, payments, lease),
+            calendar_sync: worker(shared, calendar_sync, lease),
+            notifications: worker(shared, notifications, notice_lease),
         }
     }
 }
@@ -233,6 +266,7 @@ impl Integrations {
 pub(crate) struct Sagas {
     calendar_sync: SagaWorker<CalendarSyncDriver<PgStore>>,
     notifications: SagaWorker<NotificationsDriver<PgStore>>,
+    payments: SagaWorker<PaymentsDriver<PgStore>>,
 }
 
 impl Sagas {
@@ -241,6 +275,7 @@ impl Sagas {
         vec![
             tokio::spawn(self.calendar_sync.run(stopped.clone())),
             tokio::spawn(self.notifications.run(stopped.clone())),
+            tokio::spawn(self.payments.run(stopped.clone())),
         ]
     }
 }

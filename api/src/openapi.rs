@@ -748,6 +748,16 @@ pub fn document() -> Value {
         "200",
         crate::routes::webhooks::WebhookOutcome
     );
+    op!(
+        "post",
+        "/api/v2/webhooks/stripe",
+        "webhooks",
+        "Stripe events (Stripe-Signature): deposits paid or failed",
+        None,
+        serde_json::Value,
+        "200",
+        crate::routes::webhooks::WebhookOutcome
+    );
     let response = d.schema::<crate::routes::webhooks::WebhookOutcome>();
     d.add(Op {
         method: "post",

@@ -265,6 +265,7 @@ impl Application {
             accounts: integrations.accounts,
             circuits: integrations.circuits,
             twilio_callbacks: integrations.twilio_callbacks,
+            stripe_webhook_secret: integrations.stripe_webhook_secret,
             clock: config.clock.clone(),
             keys: ApiKeys::new(pool.clone()),
             key_cache: KeyCache::default(),

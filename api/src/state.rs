@@ -26,6 +26,8 @@ pub struct Shared {
     pub circuits: Vec<Arc<CircuitBreaker>>,
     /// Checks Twilio's delivery reports, when SMS is configured.
     pub twilio_callbacks: Option<crate::integrations::TwilioCallbacks>,
+    /// Checks Stripe's webhooks, when configured.
+    pub stripe_webhook_secret: Option<SecretString>,
     /// The time sagas and circuits read.
     pub clock: sagas::SharedClock,
     /// API key store.

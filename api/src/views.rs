@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use commands::Outcome;
-use domain::booking::{BookingSource, BookingStatus, CalendarSync, Cancellation, Customer};
+use domain::booking::{
+    BookingSource, BookingStatus, CalendarSync, Cancellation, Customer, Deposit,
+};
 use domain::settings::TenantSettings;
 use domain::staff::{CalendarEntry, SkillLevel, TimeBlock};
 use domain::tenant::{Branch, Service};
@@ -328,6 +330,8 @@ pub struct BookingView {
     pub cancellation: Option<Cancellation>,
     /// Its mirror in the tenant's Cal.com.
     pub calendar_sync: CalendarSync,
+    /// Its deposit, if its service asks for one; `client_secret` completes the payment.
+    pub deposit: Option<Deposit>,
 }
 
 impl BookingView {
@@ -357,6 +361,7 @@ impl BookingView {
             confirmed_at: b.confirmed_at,
             cancellation: b.cancellation.clone(),
             calendar_sync: b.calendar_sync.clone(),
+            deposit: b.deposit.clone(),
         })
     }
 }

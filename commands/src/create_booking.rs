@@ -80,8 +80,16 @@ impl<S: Store> Commands<S> {
         let phone = PhoneNumber::parse(&input.customer.phone, tenant.settings.default_country_code)
             .map_err(|e| CommandError::invalid("customer.phone", e))?;
         let placement = self.place(&tenant, &input, meta.now)?;
-        let make =
-            |staff_id| booking_command(booking_id, staff_id, &input, &phone, &placement, meta);
+        let make = |staff_id| {
+            booking_command(
+                booking_id,
+                staff_id,
+                &input,
+                &phone,
+                &placement,
+                (meta, self.config.hold_ttl),
+            )
+        };
         // Refuse bad input before any calendar is touched.
         Booking::default().decide(make(input.staff_id.unwrap_or_default()))?;
         self.check_quota(&tenant, meta).await?;
@@ -169,8 +177,8 @@ impl<S: Store> Commands<S> {
     }
 }
 
-/// The calendar side of a placement: hold the slot and, unless the caller only wants a hold,
-/// turn it into a reservation at once. Both are decided in turn on the staff member's calendar
+/// The calendar side of a placement: hold the slot and, unless the caller only wants a hold
+/// or the service asks for a deposit, turn it into a reservation at once. Both are decided in turn on the staff member's calendar
 /// and committed with the booking, so no crash can leave one without the other.
 fn calendar_commands(
     booking_id: BookingId,
@@ -188,7 +196,8 @@ fn calendar_commands(
         expires_at: meta.now + hold_ttl,
         now: meta.now,
     };
-    if input.hold_only {
+    // A deposit keeps the slot held until it is paid (or the hold lapses).
+    if input.hold_only || placement.service.deposit.is_some() {
         return vec![hold];
     }
     let reserve = StaffCommand::ConfirmReservation {
@@ -206,7 +215,7 @@ fn booking_command(
     input: &CreateBookingInput,
     phone: &PhoneNumber,
     placement: &Placement<'_>,
-    meta: &CommandMeta,
+    (meta, hold_ttl): (&CommandMeta, chrono::Duration),
 ) -> BookingCommand {
     BookingCommand::CreateBooking {
         booking: Box::new(NewBooking {
@@ -227,6 +236,8 @@ fn booking_command(
             confirmation_number: confirmation_number(),
             price: placement.service.price,
             notes: input.notes.clone(),
+            deposit: placement.service.deposit,
+            payment_due: placement.service.deposit.map(|_| meta.now + hold_ttl),
         }),
         rules: placement.rules,
         confirm: !input.hold_only,

@@ -6,7 +6,7 @@
 //! * [`Commands`]: the entry point; one method per use case, grouped one file per resource:
 //!   `tenants.rs`, `branches.rs`, `services.rs`, `staff.rs`, and the booking flow in
 //!   `create_booking.rs`, `reschedule_booking.rs`, `cancel_booking.rs`, `booking_status.rs`,
-//!   and what sagas record on bookings in `calendar_sync.rs`.
+//!   and what sagas record on bookings in `calendar_sync.rs` and `deposits.rs`.
 //! * `executor.rs`: load → decide → append, retried on optimistic-concurrency conflicts.
 //! * `metadata.rs`, `auth.rs`, `ports.rs`, `error.rs`: what every use case shares.
 //!
@@ -22,6 +22,7 @@ mod branches;
 mod calendar_sync;
 mod cancel_booking;
 mod create_booking;
+mod deposits;
 mod error;
 mod executor;
 mod metadata;

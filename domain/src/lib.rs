@@ -24,6 +24,7 @@ pub mod values;
 
 pub use booking::{
     Booking, BookingCommand, BookingError, BookingEvent, CalendarOutcome, CalendarSync,
+    DepositOutcome,
 };
 pub use staff::{Staff, StaffCommand, StaffError, StaffEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};

@@ -801,6 +801,8 @@ mod tests {
             price: Money::new(4500, Currency::EUR).unwrap(),
             notes: None,
             created_at: now(),
+            deposit: None,
+            payment_due: None,
         }
     }
 

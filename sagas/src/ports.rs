@@ -238,3 +238,43 @@ pub trait Mailer: Send + Sync + Debug {
     /// Sends one e-mail.
     async fn send(&self, email: &Email) -> Result<Sent, PortError>;
 }
+
+/// A deposit to collect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// The booking it secures (also the idempotency key's root).
+    pub booking_id: BookingId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// ISO 4217, as our money type spells it.
+    pub currency: String,
+    /// What the customer's statement and receipt say.
+    pub description: String,
+    /// Where the receipt goes.
+    pub receipt_email: Option<String>,
+}
+
+/// A payment as the provider holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntent {
+    /// The provider's id (`pi_…`).
+    pub id: String,
+    /// What the customer's payment page completes it with.
+    pub client_secret: Option<String>,
+}
+
+/// A payment provider (Stripe PaymentIntents); every call carries an idempotency key derived
+/// from the booking, so a repeat after a crash is answered, not repeated.
+#[async_trait]
+pub trait Payments: Send + Sync + Debug {
+    /// Opens a payment for a deposit.
+    async fn create_intent(&self, request: &PaymentRequest) -> Result<PaymentIntent, PortError>;
+
+    /// Closes an unpaid payment.
+    async fn cancel_intent(&self, booking: BookingId, intent: &str) -> Result<(), PortError>;
+
+    /// Pays a deposit back; the refund's id.
+    async fn refund(&self, booking: BookingId, intent: &str) -> Result<String, PortError>;
+}

@@ -16,6 +16,7 @@ mod idempotency_and_isolation;
 mod live_updates;
 mod nats_outage;
 mod notifications;
+mod payments;
 mod read_models;
 mod refusals;
 mod relay_crash;

@@ -248,6 +248,7 @@ async fn health(
         // The saga whose steps call the integration.
         let saga = match circuit.name.as_str() {
             "calcom" => sagas::CalendarSync::NAME,
+            "stripe" => sagas::DepositPayments::NAME,
             _ => sagas::Notifications::NAME,
         };
         let (pending_retries, next_retry_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
@@ -260,7 +261,8 @@ async fn health(
         .fetch_one(&app.pool)
         .await
         .map_err(ApiError::internal)?;
-        // Cal.com is each tenant's own account; SMS and e-mail go through the service's.
+        // Cal.com is each tenant's own account; SMS, e-mail and payments go through the
+        // service's.
         let connected = circuit.name != "calcom"
             || app
                 .accounts

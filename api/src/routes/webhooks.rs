@@ -9,19 +9,23 @@
 //! Twilio (`POST /api/v2/webhooks/twilio/status`): delivery reports of the text messages
 //! sent, signed (`X-Twilio-Signature`) with the account's auth token over the public URL and
 //! every form parameter; each report (message and status) is recorded once.
+//!
+//! Stripe (`POST /api/v2/webhooks/stripe`): a deposit paid confirms its booking, a failed
+//! payment cancels it. `Stripe-Signature` (HMAC-SHA256 of `t.body` with the endpoint secret,
+//! any of its `v1` values, at most 300 s old); each event id is taken once.
 
 use adapters::calcom::BOOKING_ID_KEY;
 use adapters::integrations::{CalendarSettings, CredentialError};
-use adapters::webhooks::{calcom_signature_valid, twilio_signature_valid};
+use adapters::webhooks::{calcom_signature_valid, stripe_signature_check, twilio_signature_valid};
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use commands::{BlockTimeInput, Channel, CommandError, CommandMeta, Principal};
-use domain::StaffError;
+use commands::{BlockTimeInput, CancelBookingInput, Channel, CommandError, CommandMeta, Principal};
 use domain::values::{BlockId, StaffId, TenantId};
+use domain::{DepositOutcome, StaffError};
 use schemars::JsonSchema;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -36,6 +40,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/calcom/{tenant_id}", post(calcom))
         .route("/twilio/status", post(twilio_status))
+        .route("/stripe", post(stripe))
 }
 
 /// What a delivery came to.
@@ -102,15 +107,7 @@ async fn calcom(
         )));
     };
     let key = format!("{}:{uid}", delivery.trigger_event);
-    let seen: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE source = 'calcom' AND tenant_id = $1 AND key = $2)",
-    )
-    .bind(tenant_id.0)
-    .bind(&key)
-    .fetch_one(&app.pool)
-    .await
-    .map_err(|_| ApiError::unavailable())?;
-    if seen {
+    if seen(&app, "calcom", tenant_id, &key).await? {
         return Ok(axum::Json(WebhookOutcome::new("duplicate", None)));
     }
     let meta = CommandMeta {
@@ -125,18 +122,7 @@ async fn calcom(
         now: app.clock.now(),
     };
     let outcome = apply(&app, &meta, &settings, &delivery, &uid).await?;
-    // Recorded after its effect, which is idempotent: a delivery that failed half-way is
-    // applied in full when Cal.com (or an operator) sends it again.
-    sqlx::query(
-        "INSERT INTO webhook_receipts (source, tenant_id, key, outcome) VALUES ('calcom', $1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(tenant_id.0)
-    .bind(&key)
-    .bind(&outcome.status)
-    .execute(&app.pool)
-    .await
-    .map_err(|_| ApiError::unavailable())?;
+    remember(&app, "calcom", tenant_id, &key, &outcome).await?;
     Ok(axum::Json(outcome))
 }
 
@@ -369,5 +355,198 @@ fn signed_url(
                 .unwrap_or_default();
             format!("http://{host}{uri}")
         }
+    }
+}
+
+/// Whether a delivery was handled before.
+async fn seen(app: &AppState, source: &str, tenant: TenantId, key: &str) -> Result<bool, ApiError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE source = $1 AND tenant_id = $2 AND key = $3)",
+    )
+    .bind(source)
+    .bind(tenant.0)
+    .bind(key)
+    .fetch_one(&app.pool)
+    .await
+    .map_err(|_| ApiError::unavailable())
+}
+
+/// Remembers a handled delivery, after its effect (which is idempotent: a delivery that
+/// failed half-way is applied in full when it comes again).
+async fn remember(
+    app: &AppState,
+    source: &str,
+    tenant: TenantId,
+    key: &str,
+    outcome: &WebhookOutcome,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO webhook_receipts (source, tenant_id, key, outcome) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(source)
+    .bind(tenant.0)
+    .bind(key)
+    .bind(&outcome.status)
+    .execute(&app.pool)
+    .await
+    .map_err(|_| ApiError::unavailable())?;
+    Ok(())
+}
+
+/// A Stripe event whose signature holds, parsed.
+fn verified_stripe_event(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let secret = app
+        .stripe_webhook_secret
+        .as_ref()
+        .ok_or_else(|| refused("Stripe is not configured on this server"))?;
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refused("Stripe-Signature is missing"))?;
+    stripe_signature_check(
+        secret.expose_secret(),
+        body,
+        header,
+        now.timestamp(),
+        STRIPE_TOLERANCE_SECONDS,
+    )
+    .map_err(|e| refused(&e.to_string()))?;
+    let event: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("not a Stripe event: {e}")))?;
+    Ok(event)
+}
+
+/// How old a Stripe signature may be.
+const STRIPE_TOLERANCE_SECONDS: i64 = 300;
+
+/// A deposit paid confirms its booking; a failed payment cancels it.
+async fn stripe(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<WebhookOutcome>, ApiError> {
+    let now = app.clock.now();
+    let event = verified_stripe_event(&app, &headers, &body, now)?;
+    let (Some(id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
+        return Err(ApiError::invalid(
+            "body",
+            "a Stripe event has an id and a type",
+        ));
+    };
+    let object = &event["data"]["object"];
+    let uuid = |field: &str| {
+        object["metadata"][field]
+            .as_str()
+            .and_then(|v| Uuid::parse_str(v).ok())
+    };
+    let (Some(booking), Some(tenant)) = (uuid("booking_id"), uuid("tenant_id")) else {
+        return Ok(axum::Json(WebhookOutcome::new(
+            "ignored",
+            Some("not a deposit of a booking here"),
+        )));
+    };
+    let tenant_id = TenantId(tenant);
+    if seen(&app, "stripe", tenant_id, id).await? {
+        return Ok(axum::Json(WebhookOutcome::new("duplicate", None)));
+    }
+    let meta = CommandMeta {
+        tenant_id,
+        correlation_id: Uuid::now_v7(),
+        causation_id: Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("stripe:{id}").as_bytes()),
+        actor: "webhook:stripe".to_owned(),
+        source: Channel::Webhook,
+        now,
+    };
+    let booking = domain::values::BookingId(booking);
+    let intent = object["id"].as_str().unwrap_or_default().to_owned();
+    let outcome = match kind {
+        "payment_intent.succeeded" => deposit_paid(&app, &meta, booking, intent).await?,
+        "payment_intent.payment_failed" => {
+            let reason = object["last_payment_error"]["message"]
+                .as_str()
+                .unwrap_or("the payment failed")
+                .to_owned();
+            deposit_failed(&app, &meta, booking, reason).await?
+        }
+        _ => WebhookOutcome::new("ignored", Some("an event deposits do not follow")),
+    };
+    remember(&app, "stripe", tenant_id, id, &outcome).await?;
+    Ok(axum::Json(outcome))
+}
+
+/// Records the payment and confirms the booking with its reservation; a booking no longer
+/// held (it lapsed, or its slot went) is cancelled and the saga pays the deposit back.
+async fn deposit_paid(
+    app: &AppState,
+    meta: &CommandMeta,
+    booking: domain::values::BookingId,
+    payment_intent: String,
+) -> Result<WebhookOutcome, ApiError> {
+    let paid = DepositOutcome::Paid { payment_intent };
+    match app.commands.record_deposit(meta, booking, paid).await {
+        Ok(_) => {}
+        Err(CommandError::NotFound(_)) => {
+            return Ok(WebhookOutcome::new("ignored", Some("no such booking")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let who = Principal::internal(meta.tenant_id);
+    match app.commands.confirm_booking(&who, meta, booking).await {
+        Ok(_) => Ok(WebhookOutcome::new("applied", None)),
+        Err(CommandError::Booking(_)) => Ok(WebhookOutcome::new(
+            "applied",
+            Some("the booking is no longer held; the deposit is paid back"),
+        )),
+        Err(CommandError::Staff(_)) => {
+            let input = CancelBookingInput {
+                reason: "the slot was released before the deposit arrived".to_owned(),
+            };
+            app.commands
+                .cancel_booking(&who, meta, booking, input)
+                .await?;
+            Ok(WebhookOutcome::new(
+                "applied",
+                Some("the slot was gone; the booking is cancelled and the deposit paid back"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records the failure and cancels the booking, which frees its slot.
+async fn deposit_failed(
+    app: &AppState,
+    meta: &CommandMeta,
+    booking: domain::values::BookingId,
+    reason: String,
+) -> Result<WebhookOutcome, ApiError> {
+    match app
+        .commands
+        .record_deposit(meta, booking, DepositOutcome::Failed { reason })
+        .await
+    {
+        Ok(_) => {}
+        Err(CommandError::NotFound(_)) => {
+            return Ok(WebhookOutcome::new("ignored", Some("no such booking")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let who = Principal::internal(meta.tenant_id);
+    let input = CancelBookingInput {
+        reason: "the deposit payment failed".to_owned(),
+    };
+    match app
+        .commands
+        .cancel_booking(&who, meta, booking, input)
+        .await
+    {
+        Ok(_) | Err(CommandError::Booking(_)) => Ok(WebhookOutcome::new("applied", None)),
+        Err(e) => Err(e.into()),
     }
 }

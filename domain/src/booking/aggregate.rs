@@ -115,6 +115,66 @@ pub enum CalendarOutcome {
     },
 }
 
+/// Where a booking's deposit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DepositStatus {
+    /// To be paid; no payment is open yet.
+    Due,
+    /// A payment is open.
+    Requested,
+    /// Paid.
+    Paid,
+    /// The payment failed.
+    Failed,
+    /// Paid back.
+    Refunded,
+}
+
+/// A booking's deposit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Deposit {
+    /// How much.
+    pub amount: Money,
+    /// When an unpaid deposit lets the booking lapse.
+    pub due: Option<DateTime<Utc>>,
+    /// Where it stands.
+    pub status: DepositStatus,
+    /// The payment provider's intent.
+    pub payment_intent: Option<String>,
+    /// What the customer's payment page completes the payment with.
+    pub client_secret: Option<String>,
+    /// The refund, once paid back.
+    pub refund: Option<String>,
+}
+
+/// What became of a deposit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepositOutcome {
+    /// A payment is open.
+    Requested {
+        /// The provider's id.
+        payment_intent: String,
+        /// For the customer's payment page.
+        client_secret: Option<String>,
+    },
+    /// Paid.
+    Paid {
+        /// The provider's id.
+        payment_intent: String,
+    },
+    /// The payment failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Paid back.
+    Refunded {
+        /// The provider's refund id.
+        refund: String,
+    },
+}
+
 /// One appointment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Booking {
@@ -156,6 +216,9 @@ pub struct Booking {
     /// Its mirror in the external calendar.
     #[serde(default)]
     pub calendar_sync: CalendarSync,
+    /// Its deposit, if its service asks for one.
+    #[serde(default)]
+    pub deposit: Option<Deposit>,
 }
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, BookingError> {
@@ -219,6 +282,14 @@ impl Booking {
         match command {
             BookingCommand::CreateBooking { .. } => Err(BookingError::AlreadyExists),
             BookingCommand::ConfirmBooking { now } => match self.status {
+                BookingStatus::Held
+                    if self
+                        .deposit
+                        .as_ref()
+                        .is_some_and(|d| d.status != DepositStatus::Paid) =>
+                {
+                    Err(BookingError::DepositNotPaid)
+                }
                 BookingStatus::Held => {
                     Ok(vec![BookingEvent::BookingConfirmed { confirmed_at: now }])
                 }
@@ -286,6 +357,9 @@ impl Booking {
                 .record_calendar_sync(outcome, now)
                 .into_iter()
                 .collect()),
+            BookingCommand::RecordDeposit { outcome, now } => {
+                Ok(self.record_deposit(outcome, now)?.into_iter().collect())
+            }
             BookingCommand::UpdateBookingDetails {
                 customer_name,
                 customer_email,
@@ -349,8 +423,11 @@ impl Booking {
             price: b.price,
             notes: notes(b.notes)?,
             created_at: now,
+            deposit: b.deposit,
+            payment_due: b.deposit.and(b.payment_due),
         }];
-        if confirm {
+        // A deposit is paid before the booking is confirmed.
+        if confirm && b.deposit.is_none() {
             events.push(BookingEvent::BookingConfirmed { confirmed_at: now });
         }
         Ok(events)
@@ -399,6 +476,44 @@ impl Booking {
                 failed_at: now,
             }),
         }
+    }
+
+    /// The event recording a deposit's outcome; none when it is already recorded.
+    fn record_deposit(
+        &self,
+        outcome: DepositOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BookingEvent>, BookingError> {
+        use DepositStatus as S;
+        let status = self.deposit.as_ref().ok_or(BookingError::NoDeposit)?.status;
+        Ok(match outcome {
+            DepositOutcome::Requested { .. } if status != S::Due => None,
+            DepositOutcome::Requested {
+                payment_intent,
+                client_secret,
+            } => Some(BookingEvent::DepositRequested {
+                payment_intent,
+                client_secret,
+            }),
+            DepositOutcome::Paid { .. } if matches!(status, S::Paid | S::Refunded) => None,
+            DepositOutcome::Paid { payment_intent } => Some(BookingEvent::DepositPaid {
+                payment_intent,
+                paid_at: now,
+            }),
+            DepositOutcome::Failed { .. } if !matches!(status, S::Due | S::Requested) => None,
+            DepositOutcome::Failed { reason } => Some(BookingEvent::DepositFailed {
+                reason: truncated(&reason, 500),
+                failed_at: now,
+            }),
+            DepositOutcome::Refunded { .. } if status == S::Refunded => None,
+            DepositOutcome::Refunded { .. } if status != S::Paid => {
+                return Err(BookingError::DepositNotPaid);
+            }
+            DepositOutcome::Refunded { refund } => Some(BookingEvent::DepositRefunded {
+                refund,
+                refunded_at: now,
+            }),
+        })
     }
 
     fn require(&self, allowed: &[BookingStatus], action: &'static str) -> Result<(), BookingError> {
@@ -457,6 +572,8 @@ impl Aggregate for Booking {
                 price,
                 notes,
                 created_at,
+                deposit,
+                payment_due,
             } => {
                 *self = Self {
                     id: Some(booking_id),
@@ -477,6 +594,14 @@ impl Aggregate for Booking {
                     confirmed_at: None,
                     cancellation: None,
                     calendar_sync: CalendarSync::Pending,
+                    deposit: deposit.map(|amount| Deposit {
+                        amount,
+                        due: payment_due,
+                        status: DepositStatus::Due,
+                        payment_intent: None,
+                        client_secret: None,
+                        refund: None,
+                    }),
                 };
             }
             BookingEvent::BookingConfirmed { confirmed_at } => {
@@ -487,6 +612,33 @@ impl Aggregate for Booking {
                 self.appointment = Some(to);
                 self.staff_id = Some(staff_to);
                 self.calendar_sync = CalendarSync::Pending;
+            }
+            BookingEvent::DepositRequested {
+                payment_intent,
+                client_secret,
+            } => {
+                if let Some(d) = self.deposit.as_mut() {
+                    d.status = DepositStatus::Requested;
+                    d.payment_intent = Some(payment_intent);
+                    d.client_secret = client_secret;
+                }
+            }
+            BookingEvent::DepositPaid { payment_intent, .. } => {
+                if let Some(d) = self.deposit.as_mut() {
+                    d.status = DepositStatus::Paid;
+                    d.payment_intent = Some(payment_intent);
+                }
+            }
+            BookingEvent::DepositFailed { .. } => {
+                if let Some(d) = self.deposit.as_mut() {
+                    d.status = DepositStatus::Failed;
+                }
+            }
+            BookingEvent::DepositRefunded { refund, .. } => {
+                if let Some(d) = self.deposit.as_mut() {
+                    d.status = DepositStatus::Refunded;
+                    d.refund = Some(refund);
+                }
             }
             BookingEvent::CalendarSynced { uid, synced_at } => {
                 self.calendar_sync = CalendarSync::Synced { uid, at: synced_at };
@@ -564,6 +716,8 @@ mod tests {
             confirmation_number: "ABC123".to_owned(),
             price: Money::new(4500, Currency::EUR).unwrap(),
             notes: None,
+            deposit: None,
+            payment_due: None,
         }
     }
 
@@ -765,5 +919,51 @@ mod tests {
             staff_to: StaffId(uuid::Uuid::from_u128(5)),
         });
         assert_eq!(booking.calendar_sync, CalendarSync::Pending);
+    }
+
+    #[test]
+    fn a_booking_with_a_deposit_is_held_until_it_is_paid() {
+        let mut booking = new_booking(appointment(48));
+        booking.deposit = Some(Money::new(1000, Currency::EUR).unwrap());
+        booking.payment_due = Some(now() + Duration::minutes(5));
+        let held = Booking::default()
+            .decide(BookingCommand::CreateBooking {
+                booking: Box::new(booking),
+                rules: BookingRules::default(),
+                confirm: true,
+                now: now(),
+            })
+            .unwrap();
+        assert_eq!(held.len(), 1, "not confirmed yet: {held:?}");
+        let confirm = BookingCommand::ConfirmBooking { now: now() };
+        Spec::with(())
+            .given(held.clone())
+            .when(confirm.clone())
+            .then_expect_error(BookingError::DepositNotPaid);
+        let paid = |intent: &str| BookingCommand::RecordDeposit {
+            outcome: DepositOutcome::Paid {
+                payment_intent: intent.to_owned(),
+            },
+            now: now(),
+        };
+        let mut given = held;
+        given.push(BookingEvent::DepositPaid {
+            payment_intent: "pi_1".to_owned(),
+            paid_at: now(),
+        });
+        Spec::with(())
+            .given(given.clone())
+            .when(paid("pi_1"))
+            .then_expect_events(vec![]);
+        Spec::with(())
+            .given(given)
+            .when(confirm)
+            .then_expect_events(vec![BookingEvent::BookingConfirmed {
+                confirmed_at: now(),
+            }]);
+        Spec::with(())
+            .given(created())
+            .when(paid("pi_1"))
+            .then_expect_error(BookingError::NoDeposit);
     }
 }

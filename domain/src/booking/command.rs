@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{BookingSource, CalendarOutcome, Customer};
+use super::{BookingSource, CalendarOutcome, Customer, DepositOutcome};
 use crate::settings::BookingRules;
 use crate::values::{BookingId, BranchId, Money, ServiceId, StaffId, TenantId, TimeRange};
 
@@ -34,6 +34,10 @@ pub struct NewBooking {
     pub price: Money,
     /// Free text.
     pub notes: Option<String>,
+    /// A deposit due before the booking is confirmed.
+    pub deposit: Option<Money>,
+    /// When an unpaid deposit lets the booking lapse.
+    pub payment_due: Option<DateTime<Utc>>,
 }
 
 /// Commands on a Booking.
@@ -91,6 +95,13 @@ pub enum BookingCommand {
     RecordCalendarSync {
         /// The outcome.
         outcome: CalendarOutcome,
+        /// The decision time.
+        now: DateTime<Utc>,
+    },
+    /// Records what became of the booking's deposit.
+    RecordDeposit {
+        /// The outcome.
+        outcome: DepositOutcome,
         /// The decision time.
         now: DateTime<Utc>,
     },

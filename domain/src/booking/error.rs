@@ -57,6 +57,12 @@ pub enum BookingError {
         /// Its limit.
         max: usize,
     },
+    /// A deposit outcome for a booking that asks for none.
+    #[error("the booking has no deposit")]
+    NoDeposit,
+    /// A refund of a deposit that was not paid.
+    #[error("the deposit was not paid")]
+    DepositNotPaid,
     /// An e-mail address without `@`.
     #[error("{0:?} is not an e-mail address")]
     InvalidEmail(String),

@@ -9,6 +9,10 @@ use crate::values::{BookingId, BranchId, Money, ServiceId, StaffId, TenantId, Ti
 
 /// What happened to a Booking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events live one at a time, on their way from the store into a fold"
+)]
 pub enum BookingEvent {
     /// The booking exists, its slot held.
     BookingCreated {
@@ -41,6 +45,12 @@ pub enum BookingEvent {
         notes: Option<String>,
         /// When it was made.
         created_at: DateTime<Utc>,
+        /// The deposit to be paid before it is confirmed, if its service asks for one.
+        #[serde(default)]
+        deposit: Option<Money>,
+        /// When an unpaid deposit lets the booking lapse.
+        #[serde(default)]
+        payment_due: Option<DateTime<Utc>>,
     },
     /// Confirmed.
     BookingConfirmed {
@@ -97,6 +107,34 @@ pub enum BookingEvent {
         /// When recorded.
         failed_at: DateTime<Utc>,
     },
+    /// The deposit can be paid: the payment provider's intent for it.
+    DepositRequested {
+        /// The provider's id (Stripe's `pi_…`).
+        payment_intent: String,
+        /// What the customer's payment page completes the payment with.
+        client_secret: Option<String>,
+    },
+    /// The deposit is paid.
+    DepositPaid {
+        /// The provider's id.
+        payment_intent: String,
+        /// When recorded.
+        paid_at: DateTime<Utc>,
+    },
+    /// The deposit's payment failed.
+    DepositFailed {
+        /// Why.
+        reason: String,
+        /// When recorded.
+        failed_at: DateTime<Utc>,
+    },
+    /// The deposit was paid back.
+    DepositRefunded {
+        /// The provider's refund id.
+        refund: String,
+        /// When recorded.
+        refunded_at: DateTime<Utc>,
+    },
     /// Customer details or notes changed.
     BookingDetailsUpdated {
         /// Customer.
@@ -118,6 +156,10 @@ impl DomainEvent for BookingEvent {
             Self::BookingDetailsUpdated { .. } => "BookingDetailsUpdated",
             Self::CalendarSynced { .. } => "CalendarSynced",
             Self::CalendarSyncFailed { .. } => "CalendarSyncFailed",
+            Self::DepositRequested { .. } => "DepositRequested",
+            Self::DepositPaid { .. } => "DepositPaid",
+            Self::DepositFailed { .. } => "DepositFailed",
+            Self::DepositRefunded { .. } => "DepositRefunded",
         };
         name.to_owned()
     }

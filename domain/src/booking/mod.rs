@@ -9,7 +9,7 @@ mod policy;
 
 pub use aggregate::{
     Booking, BookingSource, BookingStatus, CalendarOutcome, CalendarSync, Cancellation, Customer,
-    check_timing,
+    Deposit, DepositOutcome, DepositStatus, check_timing,
 };
 pub use command::{BookingCommand, NewBooking};
 pub use error::BookingError;
