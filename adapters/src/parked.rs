@@ -3,7 +3,7 @@
 
 use projections::dead_letters::{self, Retried};
 use projections::{Bookings, StaffCalendars, Tenants};
-use sagas::{CalendarSync, Notifications};
+use sagas::{CalendarSync, DepositPayments, Notifications};
 use sqlx::PgPool;
 
 use crate::saga_worker::{retry_parked, skip_parked};
@@ -15,6 +15,7 @@ pub const CONSUMERS: &[&str] = &[
     "staff",
     "saga:calendar-sync",
     "saga:notifications",
+    "saga:payments",
 ];
 
 /// Why parked events could not be handled.
@@ -39,6 +40,7 @@ pub async fn retry(pool: &PgPool, consumer: &str) -> Result<Retried, ParkedError
         "staff" => dead_letters::retry(pool, &StaffCalendars).await?,
         "saga:calendar-sync" => retry_parked::<CalendarSync>(pool).await?,
         "saga:notifications" => retry_parked::<Notifications>(pool).await?,
+        "saga:payments" => retry_parked::<DepositPayments>(pool).await?,
         other => return Err(ParkedError::Unknown(other.to_owned())),
     })
 }
@@ -49,6 +51,7 @@ pub async fn skip(pool: &PgPool, consumer: &str, event_id: &str) -> Result<bool,
         "bookings" | "tenants" | "staff" => dead_letters::skip(pool, consumer, event_id).await?,
         "saga:calendar-sync" => skip_parked::<CalendarSync>(pool, event_id).await?,
         "saga:notifications" => skip_parked::<Notifications>(pool, event_id).await?,
+        "saga:payments" => skip_parked::<DepositPayments>(pool, event_id).await?,
         other => return Err(ParkedError::Unknown(other.to_owned())),
     })
 }

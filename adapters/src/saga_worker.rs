@@ -225,7 +225,7 @@ pub async fn skip_parked<S: Saga>(pool: &PgPool, event_id: &str) -> Result<bool,
 }
 
 /// The sagas, by name.
-pub const SAGAS: &[&str] = &["calendar-sync", "notifications"];
+pub const SAGAS: &[&str] = &["calendar-sync", "notifications", "payments"];
 
 /// An operator's retry of one instance of the saga named `saga`: `None` when no saga has
 /// that name, else whether the instance exists.
@@ -235,10 +235,11 @@ pub async fn retry_instance(
     instance: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<bool>, sagas::SagaError> {
-    use sagas::{CalendarSync, Notifications};
+    use sagas::{CalendarSync, DepositPayments, Notifications};
     Ok(Some(match saga {
         CalendarSync::NAME => runtime::retry::<CalendarSync>(pool, instance, now).await?,
         Notifications::NAME => runtime::retry::<Notifications>(pool, instance, now).await?,
+        DepositPayments::NAME => runtime::retry::<DepositPayments>(pool, instance, now).await?,
         _ => return Ok(None),
     }))
 }

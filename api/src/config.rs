@@ -271,7 +271,7 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         database: DatabaseConfig,
         /// The projection (`bookings`, `tenants`, `staff`) or saga (`saga:calendar-sync`,
-        /// `saga:notifications`).
+        /// `saga:notifications`, `saga:payments`).
         projection: String,
     },
     /// Gives one parked event up, so that the events after it can be applied.
@@ -294,7 +294,7 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// Only this saga's (`calendar-sync`, `notifications`).
+        /// Only this saga's (`calendar-sync`, `notifications`, `payments`).
         #[arg(long)]
         saga: Option<String>,
         /// Only this tenant's.
@@ -309,7 +309,7 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The saga (`calendar-sync`, `notifications`).
+        /// The saga (`calendar-sync`, `notifications`, `payments`).
         saga: String,
         /// The instance (the booking id).
         instance: String,
@@ -320,7 +320,7 @@ pub enum SagasCommand {
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
-        /// The saga (`calendar-sync`, `notifications`).
+        /// The saga (`calendar-sync`, `notifications`, `payments`).
         saga: String,
         /// The instance (the booking id).
         instance: String,
