@@ -15,10 +15,12 @@
 //!   circuit breaker per integration; [`integrations`]: tenants' sealed credentials;
 //!   [`twilio`], [`mail`]: SMS and e-mail behind the notification ports; [`webhooks`]:
 //!   inbound webhook signatures.
-//! * [`directory`]: cross-aggregate look-ups for the write side.
+//! * [`directory`]: cross-aggregate look-ups for the write side; [`alternatives`]: free
+//!   times to offer instead of a booking that could not be kept.
 //! * [`api_keys`], [`idempotency`]: what the HTTP API keeps in Postgres.
 //! * [`MIGRATOR`]: every table, from `migrations/`.
 
+pub mod alternatives;
 pub mod api_keys;
 pub mod appends;
 pub mod calcom;

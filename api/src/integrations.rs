@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::alternatives::PgAlternatives;
 use adapters::calcom::CalCom;
 use adapters::circuit::CircuitBreaker;
 use adapters::integrations::{PgAccounts, SecretKey};
@@ -13,6 +14,7 @@ use adapters::twilio::{Twilio, TwilioConfig};
 use adapters::{PgStore, SagaWorker, WorkerConfig};
 use anyhow::Context;
 use commands::Commands;
+use sagas::notifications::Gateways;
 use sagas::ports::{Mailer, Payments, SmsGateway};
 use sagas::{CalendarSyncDriver, Driver, NotificationsDriver, PaymentsDriver, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
@@ -237,8 +239,14 @@ impl Integrations {
         );
         let notifications = NotificationsDriver::new(
             commands.clone(),
-            self.sms.clone(),
-            self.mail.clone(),
+            Gateways {
+                sms: self.sms.clone(),
+                mail: self.mail.clone(),
+            },
+            Arc::new(PgAlternatives::new(
+                pool.clone(),
+                config.booking_max_advance_days,
+            )),
             pool.clone(),
             config.clock.clone(),
         );

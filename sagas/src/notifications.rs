@@ -16,13 +16,13 @@ use chrono_tz::Tz;
 use commands::{Commands, Store};
 use domain::booking::Customer;
 use domain::settings::Locale;
-use domain::values::{BranchId, ServiceId, TenantId};
+use domain::values::{BranchId, ServiceId, StaffId, TenantId, TimeRange};
 use domain::{BookingEvent, Tenant};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ports::{Email, Invite, Mailer, PortError, Sms, SmsGateway};
+use crate::ports::{Alternatives, Email, Invite, Mailer, PortError, Sms, SmsGateway};
 use crate::runtime::{Driver, JobRun, Reaction, Saga, SagaError, SagaEvent};
 
 /// How long after a failure to reach the database a notice is tried again.
@@ -64,6 +64,12 @@ pub struct NoticeState {
     pub confirmed: bool,
     /// Cancelled.
     pub cancelled: bool,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<String>,
+    /// The staff member it is with.
+    #[serde(default)]
+    pub staff: Option<StaffId>,
 }
 
 /// What the customer is told.
@@ -159,8 +165,10 @@ impl NoticeState {
                 appointment,
                 time_zone,
                 confirmation_number,
+                staff_id,
                 ..
             } => {
+                self.staff = Some(staff_id);
                 self.appointment = Some(Appointment {
                     tenant_id,
                     branch_id,
@@ -177,15 +185,17 @@ impl NoticeState {
                 self.confirmed = true;
                 Some(Notice::Confirmation)
             }
-            BookingEvent::BookingRescheduled { to, .. } => {
+            BookingEvent::BookingRescheduled { to, staff_to, .. } => {
+                self.staff = Some(staff_to);
                 if let Some(a) = self.appointment.as_mut() {
                     (a.start, a.end) = (to.start, to.end);
                 }
                 self.revision += 1;
                 self.confirmed.then_some(Notice::Rescheduled)
             }
-            BookingEvent::BookingCancelled { .. } => {
+            BookingEvent::BookingCancelled { actor, .. } => {
                 self.cancelled = true;
+                self.cancelled_by = Some(actor);
                 self.confirmed.then_some(Notice::Cancelled)
             }
             BookingEvent::BookingDetailsUpdated { customer, .. } => {
@@ -287,6 +297,8 @@ pub struct Facts {
     pub end: DateTime<Tz>,
     /// What the customer quotes.
     pub confirmation_number: String,
+    /// Free times offered instead, in the branch's zone.
+    pub alternatives: Vec<DateTime<Tz>>,
 }
 
 impl Facts {
@@ -309,6 +321,7 @@ impl Facts {
             start: appointment.start.with_timezone(&zone),
             end: appointment.end.with_timezone(&zone),
             confirmation_number: appointment.confirmation_number.clone(),
+            alternatives: Vec::new(),
         }
     }
 }
@@ -421,10 +434,21 @@ pub fn render(notice: Notice, locale: Locale, f: &Facts) -> Rendered {
             ["Service", "When", "Where", "Booking number"],
         ),
     };
-    let text = format!(
-        "{hello}\n\n{}: {service}\n{}: {at}\n{}: {b}, {a}\n{}: {n}\n\n{s}\n",
+    let mut text = format!(
+        "{hello}\n\n{}: {service}\n{}: {at}\n{}: {b}, {a}\n{}: {n}\n",
         labels[0], labels[1], labels[2], labels[3]
     );
+    let mut sms = sms;
+    if !f.alternatives.is_empty() {
+        let offer = match locale {
+            Locale::De => "Freie Termine",
+            Locale::En => "Free times",
+        };
+        let times: Vec<String> = f.alternatives.iter().map(|t| when(t, locale)).collect();
+        sms.push_str(&format!(". {offer}: {}", times.join("; ")));
+        text.push_str(&format!("\n{offer}:\n- {}\n", times.join("\n- ")));
+    }
+    text.push_str(&format!("\n{s}\n"));
     Rendered { sms, subject, text }
 }
 
@@ -493,12 +517,22 @@ pub fn channels(tenant: &Tenant, customer: &Customer, sms: bool, email: bool) ->
     out
 }
 
+/// The configured senders (none: that channel is off).
+#[derive(Debug, Clone, Default)]
+pub struct Gateways {
+    /// Text messages.
+    pub sms: Option<Arc<dyn SmsGateway>>,
+    /// E-mail.
+    pub mail: Option<Arc<dyn Mailer>>,
+}
+
 /// Sends notices over the tenant's channels.
 #[derive(Debug)]
 pub struct NotificationsDriver<S> {
     commands: Arc<Commands<S>>,
     sms: Option<Arc<dyn SmsGateway>>,
     mail: Option<Arc<dyn Mailer>>,
+    alternatives: Arc<dyn Alternatives>,
     pool: PgPool,
     clock: crate::SharedClock,
 }
@@ -523,11 +557,11 @@ impl Message<'_> {
 }
 
 impl<S: Store> NotificationsDriver<S> {
-    /// A driver over the configured gateways (none: that channel is off).
+    /// A driver over the configured gateways.
     pub fn new(
         commands: Arc<Commands<S>>,
-        sms: Option<Arc<dyn SmsGateway>>,
-        mail: Option<Arc<dyn Mailer>>,
+        Gateways { sms, mail }: Gateways,
+        alternatives: Arc<dyn Alternatives>,
         pool: PgPool,
         clock: crate::SharedClock,
     ) -> Self {
@@ -535,6 +569,7 @@ impl<S: Store> NotificationsDriver<S> {
             commands,
             sms,
             mail,
+            alternatives,
             pool,
             clock,
         }
@@ -636,16 +671,54 @@ impl<S: Store> NotificationsDriver<S> {
         tx.commit().await
     }
 
+    /// The facts of the notice; a booking the calendar refused offers the next free times.
+    async fn facts(
+        &self,
+        run: &JobRun<Notifications>,
+        tenant: &Tenant,
+        appointment: &Appointment,
+    ) -> Facts {
+        let mut facts = Facts::of(tenant, appointment);
+        let refused_by_calendar = run.job.notice == Notice::Cancelled
+            && run.state.cancelled_by.as_deref() == Some("saga:calendar-sync");
+        let Some(staff) = run.state.staff.filter(|_| refused_by_calendar) else {
+            return facts;
+        };
+        let time = TimeRange {
+            start: appointment.start,
+            end: appointment.end,
+        };
+        let free = self
+            .alternatives
+            .free_starts(
+                tenant,
+                appointment.branch_id,
+                appointment.service_id,
+                (staff, time),
+                (self.clock.now(), 3),
+            )
+            .await;
+        match free {
+            Ok(starts) => {
+                let zone = facts.start.timezone();
+                facts.alternatives = starts.iter().map(|t| t.with_timezone(&zone)).collect();
+            }
+            Err(e) => {
+                tracing::warn!(booking_id = %run.instance_id, error = %e, "no alternatives to offer");
+            }
+        }
+        facts
+    }
+
     /// The message for a claimed notice, in the tenant's language.
     fn message<'a>(
         &self,
         run: &'a JobRun<Notifications>,
-        appointment: &'a Appointment,
+        (appointment, facts): (&'a Appointment, Facts),
         tenant: &Tenant,
         key: &'a str,
     ) -> Message<'a> {
         let notice = run.job.notice;
-        let facts = Facts::of(tenant, appointment);
         let words = render(notice, tenant.settings.locale, &facts);
         let calendar = notice.lead().is_none().then(|| {
             invite(
@@ -704,7 +777,8 @@ impl<S: Store> NotificationsDriver<S> {
             return Ok(NoticeOutcome::Nothing("no channel reaches the customer"));
         }
         let key = format!("{}:{}:{}", run.instance_id, job.notice.name(), job.revision);
-        let message = self.message(run, appointment, &tenant, &key);
+        let facts = self.facts(run, &tenant, appointment).await;
+        let message = self.message(run, (appointment, facts), &tenant, &key);
         // Reminders on the preferred channel, the rest on all; the others stand by.
         let wanted = if job.notice.lead().is_some() {
             1
@@ -893,6 +967,7 @@ mod tests {
             start,
             end: start + Duration::minutes(45),
             confirmation_number: "ABC123".to_owned(),
+            alternatives: Vec::new(),
         }
     }
 

@@ -278,3 +278,18 @@ pub trait Payments: Send + Sync + Debug {
     /// Pays a deposit back; the refund's id.
     async fn refund(&self, booking: BookingId, intent: &str) -> Result<String, PortError>;
 }
+
+/// Free times to offer instead of a booking that could not be kept.
+#[async_trait]
+pub trait Alternatives: Send + Sync + Debug {
+    /// Up to `count` free starts for `service` at `branch` in the next two weeks from `now`,
+    /// leaving out `refused` (that staff member at that time), earliest first.
+    async fn free_starts(
+        &self,
+        tenant: &domain::Tenant,
+        branch: domain::values::BranchId,
+        service: ServiceId,
+        refused: (StaffId, domain::values::TimeRange),
+        (now, count): (DateTime<Utc>, usize),
+    ) -> Result<Vec<DateTime<Utc>>, PortError>;
+}

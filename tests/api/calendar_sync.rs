@@ -623,7 +623,32 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
         })))
         .mount(&calcom)
         .await;
-    let (app, salon, _) = connected_salon(pool, &calcom, |_| {}).await;
+    // Texts to customers go to a Twilio fake.
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/2010-04-01/Accounts/AC1/Messages.json$"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "sid": "SM1", "status": "queued" })),
+        )
+        .mount(&twilio)
+        .await;
+    let twilio_url = twilio.uri();
+    let (app, salon, _) = connected_salon(pool, &calcom, |c| {
+        let i = &mut c.integrations;
+        i.twilio_api_url = twilio_url;
+        i.twilio_account_sid = Some("AC1".to_owned());
+        i.twilio_auth_token = Some(secrecy::SecretString::from("token".to_owned()));
+        i.twilio_from = Some("Salon".to_owned());
+    })
+    .await;
+    let (status, body) = app
+        .put(
+            &salon.key,
+            "/api/v2/mcp/tenant/settings",
+            json!({ "time_zone": "Europe/Berlin", "features": { "sms_notifications": true } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let start = berlin(2, 10, 0);
     let booking = book(&app, &salon, 2, 10).await;
 
@@ -635,7 +660,7 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
     assert!(
         poll_until(Duration::from_secs(20), || async {
             let (jobs, taken): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM saga_jobs WHERE instance_id = $1),
+                "SELECT (SELECT count(*) FROM saga_jobs WHERE saga = 'calendar-sync' AND instance_id = $1),
                         (SELECT last_sequence FROM saga_instances WHERE saga = 'calendar-sync' AND instance_id = $1)",
             )
             .bind(&booking)
@@ -665,6 +690,77 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
     .unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("slot is taken"), "{alerts:?}");
+
+    // The customer is told, with the next free times (from the same availability the API
+    // offers, without the refused one).
+    let told = poll_until(Duration::from_secs(20), || async {
+        twilio
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("storniert"))
+    })
+    .await;
+    assert!(told, "no cancellation text");
+    let text = twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            form_urlencoded::parse(&r.body)
+                .into_owned()
+                .find(|(k, _)| k == "Body")
+                .unwrap()
+                .1
+        })
+        .find(|b| b.contains("storniert"))
+        .unwrap();
+    let (_, offered) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings/check-availability",
+            json!({ "service_id": salon.service_id, "start_date": chrono::Utc::now().date_naive(), "end_date": chrono::Utc::now().date_naive() + chrono::Duration::days(14) }),
+        )
+        .await;
+    let weekdays = [
+        "Montag",
+        "Dienstag",
+        "Mittwoch",
+        "Donnerstag",
+        "Freitag",
+        "Samstag",
+        "Sonntag",
+    ];
+    let spoken: Vec<String> = offered["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| {
+            let at = slot["start"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                .with_timezone(&chrono_tz::Europe::Berlin);
+            format!(
+                "{}, {} um {} Uhr",
+                weekdays[chrono::Datelike::weekday(&at).num_days_from_monday() as usize],
+                at.format("%d.%m.%Y"),
+                at.format("%H:%M")
+            )
+        })
+        .collect();
+    let (_, alternatives) = text.split_once("Freie Termine: ").expect(&text);
+    let alternatives: Vec<&str> = alternatives.split("; ").collect();
+    assert_eq!(alternatives.len(), 3, "{text}");
+    for alternative in alternatives {
+        assert!(
+            spoken.iter().any(|s| s == alternative),
+            "{alternative} is not free: {text}"
+        );
+    }
 }
 
 /// Posts a Cal.com delivery, signed with `secret` (or with the given header).
