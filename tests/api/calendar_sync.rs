@@ -384,12 +384,21 @@ async fn a_slow_calcom_is_cut_at_the_timeout_and_the_sync_is_retried_later(pool:
     let booking = book(&app, &salon, 2, 10).await;
 
     let failed = sync_state(&app, &salon, &booking, |b| {
-        b["calendar_sync"]["state"] == "failed"
+        b["calendar_sync"]["attempts"] == 1
     })
     .await;
     assert_eq!(failed["status"], "confirmed", "the booking stays confirmed");
-    assert_eq!(failed["calendar_sync"]["permanent"], false, "{failed}");
-    assert_eq!(failed["calendar_sync"]["attempts"], 1, "{failed}");
+    assert_eq!(
+        failed["calendar_sync"]["state"], "pending",
+        "sync pending: {failed}"
+    );
+    assert!(
+        failed["calendar_sync"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 2 s"),
+        "{failed}"
+    );
     // Cut at the timeout: the failure is recorded well before the fake's 5 s would be up.
     let took: f64 = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM max(recorded_at) FILTER (WHERE event_type = 'CalendarSyncFailed')
@@ -475,7 +484,7 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
     for hour in [9, 10, 11, 13, 14] {
         let booking = book(&app, &salon, 2, hour).await;
         sync_state(&app, &salon, &booking, |b| {
-            b["calendar_sync"]["state"] == "failed"
+            b["calendar_sync"]["attempts"] == 1
         })
         .await;
     }
@@ -492,11 +501,11 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
     // The sixth is not attempted.
     let sixth = book(&app, &salon, 2, 15).await;
     let refused = sync_state(&app, &salon, &sixth, |b| {
-        b["calendar_sync"]["state"] == "failed"
+        b["calendar_sync"]["attempts"] == 1
     })
     .await;
     assert!(
-        refused["calendar_sync"]["reason"]
+        refused["calendar_sync"]["last_error"]
             .as_str()
             .unwrap()
             .contains("circuit open"),
@@ -653,8 +662,10 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
     let booking = book(&app, &salon, 2, 10).await;
 
     let cancelled = sync_state(&app, &salon, &booking, |b| b["status"] == "cancelled").await;
-    assert_eq!(cancelled["calendar_sync"]["state"], "failed", "{cancelled}");
-    assert_eq!(cancelled["calendar_sync"]["permanent"], true, "{cancelled}");
+    assert_eq!(
+        cancelled["calendar_sync"]["state"], "failed",
+        "refused for good: {cancelled}"
+    );
     assert_eq!(cancelled["cancellation"]["actor"], "saga:calendar-sync");
     // The saga settles with nothing left to do: one call, a refusal is not retried.
     assert!(

@@ -70,12 +70,22 @@ pub struct Cancellation {
 }
 
 /// Where the booking stands in the external calendar (Cal.com).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CalendarSync {
-    /// Not mirrored yet, or a change is on its way.
-    #[default]
-    Pending,
+    /// Not mirrored yet, or a change is on its way; after a failure that may pass, it is
+    /// tried again.
+    Pending {
+        /// Failed attempts so far.
+        #[serde(default)]
+        attempts: u32,
+        /// What the last one ran into.
+        #[serde(default)]
+        last_error: Option<String>,
+        /// When that was recorded.
+        #[serde(default)]
+        last_attempt_at: Option<DateTime<Utc>>,
+    },
     /// The calendar holds it as it is here.
     Synced {
         /// The calendar's id for it.
@@ -83,17 +93,25 @@ pub enum CalendarSync {
         /// When that was recorded.
         at: DateTime<Utc>,
     },
-    /// The last attempt failed.
+    /// The calendar refused it for good; an operator may retry it.
     Failed {
-        /// What went wrong.
+        /// What the calendar said.
         reason: String,
-        /// The calendar refused for good (it is retried otherwise).
-        permanent: bool,
         /// Attempts so far.
         attempts: u32,
         /// When that was recorded.
         at: DateTime<Utc>,
     },
+}
+
+impl Default for CalendarSync {
+    fn default() -> Self {
+        Self::Pending {
+            attempts: 0,
+            last_error: None,
+            last_attempt_at: None,
+        }
+    }
 }
 
 /// What a calendar sync attempt came to.
@@ -448,16 +466,24 @@ impl Booking {
             }
             (
                 CalendarOutcome::Failed {
-                    permanent,
+                    permanent: false,
+                    attempts,
+                    ..
+                },
+                CalendarSync::Pending {
+                    attempts: known, ..
+                },
+            )
+            | (
+                CalendarOutcome::Failed {
+                    permanent: true,
                     attempts,
                     ..
                 },
                 CalendarSync::Failed {
-                    permanent: was_permanent,
-                    attempts: known,
-                    ..
+                    attempts: known, ..
                 },
-            ) if permanent == *was_permanent && attempts == *known => None,
+            ) if attempts == *known => None,
             (CalendarOutcome::Synced { uid }, _) => Some(BookingEvent::CalendarSynced {
                 uid,
                 synced_at: now,
@@ -593,7 +619,7 @@ impl Aggregate for Booking {
                     created_at: Some(created_at),
                     confirmed_at: None,
                     cancellation: None,
-                    calendar_sync: CalendarSync::Pending,
+                    calendar_sync: CalendarSync::default(),
                     deposit: deposit.map(|amount| Deposit {
                         amount,
                         due: payment_due,
@@ -611,7 +637,7 @@ impl Aggregate for Booking {
             BookingEvent::BookingRescheduled { to, staff_to, .. } => {
                 self.appointment = Some(to);
                 self.staff_id = Some(staff_to);
-                self.calendar_sync = CalendarSync::Pending;
+                self.calendar_sync = CalendarSync::default();
             }
             BookingEvent::DepositRequested {
                 payment_intent,
@@ -649,11 +675,18 @@ impl Aggregate for Booking {
                 attempts,
                 failed_at,
             } => {
-                self.calendar_sync = CalendarSync::Failed {
-                    reason,
-                    permanent,
-                    attempts,
-                    at: failed_at,
+                self.calendar_sync = if permanent {
+                    CalendarSync::Failed {
+                        reason,
+                        attempts,
+                        at: failed_at,
+                    }
+                } else {
+                    CalendarSync::Pending {
+                        attempts,
+                        last_error: Some(reason),
+                        last_attempt_at: Some(failed_at),
+                    }
                 };
             }
             BookingEvent::BookingCancelled {
@@ -918,7 +951,7 @@ mod tests {
             staff_from: StaffId(uuid::Uuid::from_u128(5)),
             staff_to: StaffId(uuid::Uuid::from_u128(5)),
         });
-        assert_eq!(booking.calendar_sync, CalendarSync::Pending);
+        assert_eq!(booking.calendar_sync, CalendarSync::default());
     }
 
     #[test]
