@@ -749,6 +749,28 @@ pub fn document() -> Value {
         crate::routes::webhooks::WebhookOutcome
     );
     op!(
+        "get",
+        "/api/v2/admin/alerts",
+        "admin",
+        "Operator alerts, newest first",
+        None,
+        none,
+        "200",
+        crate::routes::alerts::Alerts
+    );
+    d.query::<crate::routes::alerts::AlertQuery>("/api/v2/admin/alerts", "get");
+    let response = d.schema::<crate::routes::alerts::Alert>();
+    d.add(Op {
+        method: "post",
+        path: "/api/v2/admin/alerts/{alert_id}/resolve",
+        tag: "admin",
+        summary: "Mark an alert resolved",
+        permission: None,
+        body: None,
+        status: "200",
+        response,
+    });
+    op!(
         "post",
         "/api/v2/webhooks/stripe",
         "webhooks",

@@ -701,6 +701,24 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
     .unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("slot is taken"), "{alerts:?}");
+    // Operators see it, and can mark it resolved.
+    let operator = crate::support::app::OPERATOR_TOKEN;
+    let open_alerts = format!("/api/v2/admin/alerts?tenant_id={}", salon.tenant_id);
+    let (status, listed) = app.get(operator, &open_alerts).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    let alert = listed["data"][0]["id"].as_str().unwrap();
+    let (status, resolved) = app
+        .post(
+            operator,
+            &format!("/api/v2/admin/alerts/{alert}/resolve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert!(resolved["resolved_at"].is_string(), "{resolved}");
+    let (_, listed) = app.get(operator, &open_alerts).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0, "{listed}");
 
     // The customer is told, with the next free times (from the same availability the API
     // offers, without the refused one).

@@ -25,6 +25,7 @@ pub fn operator_router(state: AppState) -> Router<AppState> {
         .route("/tenants", post(register_tenant))
         .route("/tenants/{tenant_id}/api-keys", post(create_key_for_tenant))
         .merge(super::projections::router())
+        .merge(super::alerts::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             require_operator,

@@ -1,6 +1,7 @@
 //! Route groups, each with its own `router()`.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod availability;
 pub mod bookings;
