@@ -414,8 +414,9 @@ async fn a_failed_text_is_recorded_and_the_reminder_goes_by_email(pool: PgPool) 
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
-async fn a_text_in_flight_when_bookingd_is_killed_is_not_sent_again(pool: PgPool) {
+async fn a_message_in_flight_when_bookingd_is_killed_is_not_sent_again(pool: PgPool) {
     let twilio = twilio_accepting(Duration::from_secs(3)).await;
+    let smtp = SmtpSink::start().await;
     let mut app = TestApp::bare(pool.clone()).await;
     let url = crate::support::app::database_url(&pool);
     let env = [
@@ -424,6 +425,8 @@ async fn a_text_in_flight_when_bookingd_is_killed_is_not_sent_again(pool: PgPool
         ("TWILIO_AUTH_TOKEN", TOKEN.to_owned()),
         ("TWILIO_FROM", "SalonMia".to_owned()),
         ("MCP_TIMEOUT", "1".to_owned()),
+        ("SMTP_URL", smtp.url.clone()),
+        ("SMTP_FROM", "termine@bookingd.example".to_owned()),
     ];
     let mut first =
         crate::support::process::BookingdProcess::start_with(&url, &app.nats.url(), &env).await;
@@ -471,4 +474,6 @@ async fn a_text_in_flight_when_bookingd_is_killed_is_not_sent_again(pool: PgPool
         status, "sending",
         "its fate stays unknown, and it stays sent at most once"
     );
+    // The e-mail, not begun before the kill, went out once after the restart.
+    assert_eq!(mails(&smtp, 1).await.len(), 1);
 }
