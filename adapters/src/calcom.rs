@@ -14,6 +14,7 @@ use sagas::ports::{Calendar, CalendarAccount, CalendarBooking, PortError, Remote
 use serde_json::{Value, json};
 
 use crate::circuit::CircuitBreaker;
+use crate::outbound::{self, retry_wait, seconds_header};
 
 /// The version header the bookings endpoints are spoken in.
 pub const BOOKINGS_API_VERSION: &str = "2024-08-13";
@@ -58,41 +59,25 @@ impl CalCom {
         query: &[(&str, String)],
         body: Option<Value>,
     ) -> Result<Value, PortError> {
-        self.breaker.permit()?;
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url))
             .bearer_auth(&account.api_key)
-            .header("cal-api-version", BOOKINGS_API_VERSION)
-            .timeout(self.timeout);
+            .header("cal-api-version", BOOKINGS_API_VERSION);
         if !query.is_empty() {
             request = request.query(query);
         }
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let result = match request.send().await {
-            Err(e) if e.is_timeout() => Err(PortError::Transient(format!(
-                "Cal.com did not answer within {} s",
-                self.timeout.as_secs_f64()
-            ))),
-            Err(e) => Err(PortError::Transient(format!("Cal.com unreachable: {e}"))),
-            Ok(response) => classify(response).await,
-        };
-        self.breaker.record(&result);
-        result
+        outbound::send(&self.breaker, "Cal.com", request, self.timeout, classify).await
     }
 }
 
 /// A response's `data`, or the error its status and message stand for.
 async fn classify(response: reqwest::Response) -> Result<Value, PortError> {
     let status = response.status();
-    let reset = response
-        .headers()
-        .get("x-ratelimit-reset-default")
-        .or_else(|| response.headers().get("retry-after"))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let reset = seconds_header(&response, &["x-ratelimit-reset-default", "retry-after"]);
     let body: Value = match response.json().await {
         Ok(body) => body,
         Err(e) if status.is_success() => {
@@ -112,9 +97,7 @@ async fn classify(response: reqwest::Response) -> Result<Value, PortError> {
         .to_owned();
     let described = format!("Cal.com answered {status}: {message}");
     Err(match status {
-        StatusCode::TOO_MANY_REQUESTS => {
-            PortError::RateLimited(reset.map_or(60, |s| s.ceil().max(1.0) as u64))
-        }
+        StatusCode::TOO_MANY_REQUESTS => PortError::RateLimited(retry_wait(reset, 60)),
         s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
             PortError::Transient(described)
         }

@@ -30,6 +30,7 @@ pub mod event_store;
 pub mod idempotency;
 pub mod integrations;
 pub mod mail;
+mod outbound;
 pub mod parked;
 pub mod projection_worker;
 pub mod relay;

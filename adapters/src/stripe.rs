@@ -12,6 +12,7 @@ use sagas::ports::{PaymentIntent, PaymentRequest, Payments, PortError};
 use serde_json::Value;
 
 use crate::circuit::CircuitBreaker;
+use crate::outbound::{self, retry_wait, seconds_header};
 
 /// The API version every request is pinned to.
 pub const STRIPE_VERSION: &str = "2025-10-29.clover";
@@ -59,35 +60,20 @@ impl Stripe {
         key: &str,
         form: &[(&str, String)],
     ) -> Result<Value, PortError> {
-        self.breaker.permit()?;
         let request = self
             .http
             .post(format!("{}{path}", self.base_url))
             .bearer_auth(&self.secret_key)
             .header("Stripe-Version", STRIPE_VERSION)
             .header("Idempotency-Key", key)
-            .form(form)
-            .timeout(self.timeout);
-        let result = match request.send().await {
-            Err(e) if e.is_timeout() => Err(PortError::Transient(format!(
-                "Stripe did not answer within {} s",
-                self.timeout.as_secs_f64()
-            ))),
-            Err(e) => Err(PortError::Transient(format!("Stripe unreachable: {e}"))),
-            Ok(response) => classify(response).await,
-        };
-        self.breaker.record(&result);
-        result
+            .form(form);
+        outbound::send(&self.breaker, "Stripe", request, self.timeout, classify).await
     }
 }
 
 async fn classify(response: reqwest::Response) -> Result<Value, PortError> {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = seconds_header(&response, &["retry-after"]);
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
         return Ok(body);
@@ -99,7 +85,7 @@ async fn classify(response: reqwest::Response) -> Result<Value, PortError> {
         error["message"].as_str().unwrap_or_default()
     );
     Err(match status {
-        StatusCode::TOO_MANY_REQUESTS => PortError::RateLimited(retry_after.unwrap_or(1)),
+        StatusCode::TOO_MANY_REQUESTS => PortError::RateLimited(retry_wait(retry_after, 1)),
         // A concurrent request with the same key, or Stripe's own trouble: try again.
         StatusCode::CONFLICT => PortError::Transient(described),
         s if s.is_server_error() => PortError::Transient(described),

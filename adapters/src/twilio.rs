@@ -11,6 +11,7 @@ use sagas::ports::{PortError, Sent, Sms, SmsGateway};
 use serde_json::Value;
 
 use crate::circuit::CircuitBreaker;
+use crate::outbound::{self, retry_wait, seconds_header};
 
 /// Where and as whom messages are sent.
 #[derive(Clone)]
@@ -68,7 +69,6 @@ impl Twilio {
 #[async_trait]
 impl SmsGateway for Twilio {
     async fn send(&self, sms: &Sms) -> Result<Sent, PortError> {
-        self.breaker.permit()?;
         let c = &self.config;
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -87,28 +87,14 @@ impl SmsGateway for Twilio {
             .http
             .post(url)
             .basic_auth(&c.account_sid, Some(&c.auth_token))
-            .form(&form)
-            .timeout(self.timeout);
-        let result = match request.send().await {
-            Err(e) if e.is_timeout() => Err(PortError::Transient(format!(
-                "Twilio did not answer within {} s",
-                self.timeout.as_secs_f64()
-            ))),
-            Err(e) => Err(PortError::Transient(format!("Twilio unreachable: {e}"))),
-            Ok(response) => classify(response).await,
-        };
-        self.breaker.record(&result);
-        result
+            .form(&form);
+        outbound::send(&self.breaker, "Twilio", request, self.timeout, classify).await
     }
 }
 
 async fn classify(response: reqwest::Response) -> Result<Sent, PortError> {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = seconds_header(&response, &["retry-after"]);
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
         return body["sid"]
@@ -126,7 +112,7 @@ async fn classify(response: reqwest::Response) -> Result<Sent, PortError> {
         body["message"].as_str().unwrap_or_default()
     );
     Err(match status {
-        StatusCode::TOO_MANY_REQUESTS => PortError::RateLimited(retry_after.unwrap_or(60)),
+        StatusCode::TOO_MANY_REQUESTS => PortError::RateLimited(retry_wait(retry_after, 60)),
         s if s.is_server_error() => PortError::Transient(described),
         _ => PortError::Rejected(described),
     })

@@ -544,71 +544,17 @@ impl<S: Store> Driver for CalendarSyncDriver<S> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use chrono::TimeZone;
-    use domain::booking::BookingSource;
-    use domain::values::{BranchId, CountryCode, Currency, Money, PhoneNumber, TimeRange};
     use serde_json::json;
 
     use super::*;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 3, 1, 9, 0, 0).unwrap()
-    }
-
-    fn event(sequence: i64, change: &BookingEvent) -> SagaEvent {
-        SagaEvent {
-            event_id: Uuid::now_v7(),
-            tenant_id: Uuid::from_u128(2),
-            aggregate_type: "Booking".to_owned(),
-            aggregate_id: Uuid::from_u128(1).to_string(),
-            sequence,
-            position: sequence,
-            payload: serde_json::to_value(change).unwrap(),
-            correlation_id: Uuid::from_u128(9),
-        }
-    }
-
-    fn created() -> BookingEvent {
-        BookingEvent::BookingCreated {
-            booking_id: BookingId(Uuid::from_u128(1)),
-            tenant_id: TenantId(Uuid::from_u128(2)),
-            branch_id: BranchId(Uuid::from_u128(3)),
-            service_id: ServiceId(Uuid::from_u128(4)),
-            staff_id: StaffId(Uuid::from_u128(5)),
-            customer: Customer {
-                phone: PhoneNumber::parse("0301234567", CountryCode(49)).unwrap(),
-                name: "Eva".to_owned(),
-                email: None,
-            },
-            appointment: TimeRange::starting_at(now() + Duration::days(1), 30).unwrap(),
-            time_zone: chrono_tz::Europe::Berlin,
-            source: BookingSource::Api,
-            call_id: None,
-            confirmation_number: "ABC123".to_owned(),
-            price: Money::new(4500, Currency::EUR).unwrap(),
-            notes: None,
-            created_at: now(),
-            deposit: None,
-            payment_due: None,
-        }
-    }
-
-    /// The state after `changes`, and the jobs the last one set.
-    fn after(changes: &[BookingEvent]) -> Reaction<SyncState, SyncJob> {
-        let mut reaction = Reaction::just(SyncState::default());
-        for (sequence, change) in (1..).zip(changes) {
-            reaction =
-                CalendarSync::react(&reaction.state, &event(sequence, change), now()).unwrap();
-        }
-        reaction
-    }
+    use crate::testing::{at, created, fold, now};
 
     #[test]
     fn a_held_booking_is_not_synced_and_a_confirmed_one_is_at_once() {
-        let held = after(&[created()]);
+        let held = fold::<CalendarSync>(&[created(at(1))]);
         assert!(held.schedule.is_empty());
-        let confirmed = after(&[
-            created(),
+        let confirmed = fold::<CalendarSync>(&[
+            created(at(1)),
             BookingEvent::BookingConfirmed {
                 confirmed_at: now(),
             },
@@ -620,8 +566,8 @@ mod tests {
 
     #[test]
     fn a_held_booking_cancelled_before_any_sync_calls_nothing() {
-        let cancelled = after(&[
-            created(),
+        let cancelled = fold::<CalendarSync>(&[
+            created(at(1)),
             BookingEvent::BookingCancelled {
                 reason: "changed mind".to_owned(),
                 actor: "api_key:x".to_owned(),
@@ -638,8 +584,8 @@ mod tests {
 
     #[test]
     fn a_transient_failure_retries_in_five_minutes_and_a_taken_slot_stops() {
-        let state = after(&[
-            created(),
+        let state = fold::<CalendarSync>(&[
+            created(at(1)),
             BookingEvent::BookingConfirmed {
                 confirmed_at: now(),
             },

@@ -15,6 +15,9 @@ pub mod notifications;
 pub mod payments;
 pub mod ports;
 pub mod runtime;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod testing;
 
 pub use calendar_sync::{CalendarSync, CalendarSyncDriver, RetryPolicy};
 pub use clock::{Clock, SharedClock, ShiftedClock, SystemClock};

@@ -827,67 +827,9 @@ mod tests {
 
     use chrono::TimeZone;
     use chrono_tz::Europe::Berlin;
-    use domain::booking::BookingSource;
-    use domain::values::{
-        BookingId, CountryCode, Currency, Money, PhoneNumber, StaffId, TimeRange,
-    };
 
     use super::*;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 3, 1, 9, 0, 0).unwrap()
-    }
-
-    fn event(sequence: i64, change: &BookingEvent) -> SagaEvent {
-        SagaEvent {
-            event_id: Uuid::now_v7(),
-            tenant_id: Uuid::from_u128(2),
-            aggregate_type: "Booking".to_owned(),
-            aggregate_id: Uuid::from_u128(1).to_string(),
-            sequence,
-            position: sequence,
-            payload: serde_json::to_value(change).unwrap(),
-            correlation_id: Uuid::from_u128(9),
-        }
-    }
-
-    fn at(days: i64) -> TimeRange {
-        TimeRange::starting_at(now() + Duration::days(days), 30).unwrap()
-    }
-
-    fn created(when: TimeRange) -> BookingEvent {
-        BookingEvent::BookingCreated {
-            booking_id: BookingId(Uuid::from_u128(1)),
-            tenant_id: TenantId(Uuid::from_u128(2)),
-            branch_id: BranchId(Uuid::from_u128(3)),
-            service_id: ServiceId(Uuid::from_u128(4)),
-            staff_id: StaffId(Uuid::from_u128(5)),
-            customer: Customer {
-                phone: PhoneNumber::parse("0301234567", CountryCode(49)).unwrap(),
-                name: "Eva".to_owned(),
-                email: Some("eva@example.com".to_owned()),
-            },
-            appointment: when,
-            time_zone: Berlin,
-            source: BookingSource::Api,
-            call_id: None,
-            confirmation_number: "ABC123".to_owned(),
-            price: Money::new(4500, Currency::EUR).unwrap(),
-            notes: None,
-            created_at: now(),
-            deposit: None,
-            payment_due: None,
-        }
-    }
-
-    fn run(changes: &[BookingEvent]) -> Reaction<NoticeState, NoticeJob> {
-        let mut reaction = Reaction::just(NoticeState::default());
-        for (sequence, change) in (1..).zip(changes) {
-            reaction =
-                Notifications::react(&reaction.state, &event(sequence, change), now()).unwrap();
-        }
-        reaction
-    }
+    use crate::testing::{at, created, fold, now};
 
     fn due(reaction: &Reaction<NoticeState, NoticeJob>) -> Vec<(String, DateTime<Utc>)> {
         reaction
@@ -902,7 +844,7 @@ mod tests {
         let confirmed = BookingEvent::BookingConfirmed {
             confirmed_at: now(),
         };
-        let reaction = run(&[created(at(3)), confirmed.clone()]);
+        let reaction = fold::<Notifications>(&[created(at(3)), confirmed.clone()]);
         let start = at(3).start;
         assert_eq!(
             due(&reaction),
@@ -912,7 +854,7 @@ mod tests {
                 ("reminder-2h".to_owned(), start - Duration::hours(2)),
             ]
         );
-        let moved = run(&[
+        let moved = fold::<Notifications>(&[
             created(at(3)),
             confirmed,
             BookingEvent::BookingRescheduled {
@@ -933,7 +875,7 @@ mod tests {
         let confirmed = BookingEvent::BookingConfirmed {
             confirmed_at: now(),
         };
-        let reaction = run(&[created(soon), confirmed.clone()]);
+        let reaction = fold::<Notifications>(&[created(soon), confirmed.clone()]);
         assert_eq!(
             due(&reaction),
             [
@@ -942,7 +884,7 @@ mod tests {
             ]
         );
         assert_eq!(reaction.cancel, ["reminder-24h"]);
-        let cancelled = run(&[
+        let cancelled = fold::<Notifications>(&[
             created(at(3)),
             confirmed,
             BookingEvent::BookingCancelled {

@@ -33,23 +33,40 @@ fn cal_booking(uid: &str, start: &str, status: &str, metadata: &Value) -> Value 
     })
 }
 
-/// The fake: create answers uid `cal-1`, reschedule `cal-2`, cancel echoes a cancelled booking.
-async fn fake_calcom() -> MockServer {
-    let server = MockServer::start().await;
+/// Cal.com creating every booking asked for, as `uid`, at the start asked for.
+async fn mount_creating(server: &MockServer, uid: &'static str) {
     Mock::given(method("POST"))
         .and(path("/v2/bookings"))
-        .respond_with(|request: &Request| {
+        .respond_with(move |request: &Request| {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
             let start = body["start"].as_str().unwrap_or_default();
             ResponseTemplate::new(201).set_body_json(cal_booking(
-                "cal-1",
+                uid,
                 start,
                 "accepted",
                 &body["metadata"],
             ))
         })
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+/// Cal.com listing no bookings.
+async fn mount_nothing_listed(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/v2/bookings"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": [], "pagination": {} })),
+        )
+        .mount(server)
+        .await;
+}
+
+/// The fake: create answers uid `cal-1`, reschedule `cal-2`, cancel echoes a cancelled booking.
+async fn fake_calcom() -> MockServer {
+    let server = MockServer::start().await;
+    mount_creating(&server, "cal-1").await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/v2/bookings/[^/]+/reschedule$"))
         .respond_with(|request: &Request| {
@@ -122,20 +139,10 @@ fn assert_call(request: &Request, verb: &str, route: &str, body: &Value) {
     assert_eq!(&sent, body, "{verb} {route}");
 }
 
-/// The booking's calendar sync state, once it has a uid or failed.
+/// The booking's calendar sync state, once it has recorded `uid`.
 async fn synced_uid(app: &TestApp, salon: &Salon, booking: &str, uid: &str) -> Value {
-    let path = format!("/api/v2/mcp/bookings/{booking}");
-    let sync = || async {
-        let (_, body) = app.get(&salon.key, &path).await;
-        body["data"]["calendar_sync"].clone()
-    };
-    let seen = poll_until(Duration::from_secs(20), || async {
-        sync().await["uid"] == uid
-    })
-    .await;
-    let last = sync().await;
-    assert!(seen, "the booking never recorded uid {uid}: {last}");
-    last
+    sync_state(app, salon, booking, |b| b["calendar_sync"]["uid"] == uid).await["calendar_sync"]
+        .clone()
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -423,28 +430,8 @@ async fn a_slow_calcom_is_cut_at_the_timeout_and_the_sync_is_retried_later(pool:
     // Cal.com answers again; five minutes later the retry looks for the booking first (the
     // timed-out call may have made it), finds none, and creates it.
     calcom.reset().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/bookings"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "status": "success", "data": [], "pagination": {} })),
-        )
-        .mount(&calcom)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v2/bookings"))
-        .respond_with(|request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-            let start = body["start"].as_str().unwrap_or_default();
-            ResponseTemplate::new(201).set_body_json(cal_booking(
-                "cal-1",
-                start,
-                "accepted",
-                &body["metadata"],
-            ))
-        })
-        .mount(&calcom)
-        .await;
+    mount_nothing_listed(&calcom).await;
+    mount_creating(&calcom, "cal-1").await;
     clock.advance(chrono::Duration::minutes(5));
     let synced = sync_state(&app, &salon, &booking, |b| {
         b["calendar_sync"]["uid"] == "cal-1"
@@ -515,20 +502,7 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
 
     // After the recovery timeout one probe goes through; it succeeds and closes the circuit.
     calcom.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/v2/bookings"))
-        .respond_with(|request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-            let start = body["start"].as_str().unwrap_or_default();
-            ResponseTemplate::new(201).set_body_json(cal_booking(
-                "cal-probe",
-                start,
-                "accepted",
-                &body["metadata"],
-            ))
-        })
-        .mount(&calcom)
-        .await;
+    mount_creating(&calcom, "cal-probe").await;
     clock.advance(chrono::Duration::seconds(61));
     let probe = book(&app, &salon, 2, 16).await;
     sync_state(&app, &salon, &probe, |b| {
@@ -1020,28 +994,8 @@ async fn a_rate_limited_call_waits_for_the_reset_and_looks_before_trying_again(p
         .up_to_n_times(1)
         .mount(&calcom)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/bookings"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "status": "success", "data": [], "pagination": {} })),
-        )
-        .mount(&calcom)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v2/bookings"))
-        .respond_with(|request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-            let start = body["start"].as_str().unwrap_or_default();
-            ResponseTemplate::new(201).set_body_json(cal_booking(
-                "cal-1",
-                start,
-                "accepted",
-                &body["metadata"],
-            ))
-        })
-        .mount(&calcom)
-        .await;
+    mount_nothing_listed(&calcom).await;
+    mount_creating(&calcom, "cal-1").await;
     let (app, salon, _) = connected_salon(pool, &calcom, |c| c.integrations.max_retries = 1).await;
     let started = std::time::Instant::now();
     let booking = book(&app, &salon, 2, 10).await;
