@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and the system tests, which need PostgreSQL (each test gets a
-# database of its own) and a nats-server binary (each test starts its own on a free port).
+# database of its own) and a nats-server binary (each test starts its own on a free port);
+# then the official MCP Python SDK against a running bookingd (scripts/mcp-clients.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -12,3 +13,9 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1
 
 log "building and running the tests"
 cargo test --workspace --locked "$@"
+
+# Real MCP clients against a running bookingd (skipped when arguments narrow the test run).
+if [ "$#" -eq 0 ]; then
+    log "MCP clients against a running bookingd"
+    bash scripts/mcp-clients.sh
+fi

@@ -96,6 +96,15 @@ pub struct ServeConfig {
     /// Upper bound on how many days ahead bookings may start (tenants may set less).
     #[arg(long, env = "MCP_BOOKING_MAX_ADVANCE_DAYS", default_value_t = 90)]
     pub booking_max_advance_days: u32,
+    /// Host names (optionally `host:port`) the `/mcp` endpoint answers to; others get 403,
+    /// which guards against DNS rebinding. A public deployment lists its own host.
+    #[arg(
+        long,
+        env = "BOOKINGD_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
     /// Whether this process takes part in the relay election (one leader publishes).
     #[arg(long, env = "BOOKINGD_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay: bool,

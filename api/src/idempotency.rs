@@ -107,3 +107,42 @@ async fn remember(
         .await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
+
+/// Runs `work` once per tenant, key and request: a repeat with the same request gets the
+/// first answer and runs nothing; the same key with another request is refused. A failed
+/// run wrote nothing, so its key is released and a retry runs again. For callers without
+/// HTTP bodies of their own (tool calls, voice-agent functions); `request` is hashed.
+pub async fn once(
+    app: &AppState,
+    tenant: TenantId,
+    key: &str,
+    request: (&str, &str, &[u8]),
+    work: impl Future<Output = Result<serde_json::Value, ApiError>>,
+) -> Result<serde_json::Value, ApiError> {
+    let (channel, name, body) = request;
+    let hash = request_hash(channel, name, body);
+    match app.idempotency.claim(tenant, key, &hash).await? {
+        Claim::Replay { body, .. } => Ok(body),
+        Claim::InProgress => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::TransactionFailed,
+            "the same request is still being processed; retry shortly",
+        )),
+        Claim::Mismatch => Err(ApiError::invalid(
+            "idempotency_key",
+            "this idempotency key was used for a different request",
+        )),
+        Claim::Fresh => match work.await {
+            Ok(value) => {
+                app.idempotency.complete(tenant, key, 200, &value).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(release) = app.idempotency.abandon(tenant, key).await {
+                    tracing::warn!(error = %release, "could not release an idempotency key");
+                }
+                Err(e)
+            }
+        },
+    }
+}

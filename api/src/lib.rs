@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod idempotency;
 pub mod integrations;
+pub mod mcp;
 pub mod openapi;
 pub mod reads;
 pub mod routes;

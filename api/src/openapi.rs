@@ -952,6 +952,62 @@ pub fn document() -> Value {
     d.streams_as(&mcp("/audit/stream"), "text/event-stream");
     d.streams_as(&mcp("/branches/{branch_id}/events"), "text/event-stream");
     d.query::<crate::routes::bookings::ShowBookingQuery>(&mcp("/bookings/{booking_id}"), "get");
+    {
+        use crate::routes::routing as r;
+        let mcp_access = Some("access-mcp");
+        op!(
+            "post",
+            mcp("/routing/incoming-call"),
+            "routing",
+            "Route an incoming call: branch, opening, nearest open branch, agent, wait",
+            mcp_access,
+            r::IncomingCall,
+            "200",
+            r::RoutingDecision
+        );
+        op!(
+            "get",
+            mcp("/routing/nearest-branch"),
+            "routing",
+            "Up to five active branches nearest to a point",
+            None,
+            none,
+            "200",
+            r::NearbyBranches
+        );
+        d.query::<r::NearestBranchQuery>(&mcp("/routing/nearest-branch"), "get");
+        op!(
+            "get",
+            mcp("/routing/rules"),
+            "routing",
+            "The routing rules",
+            None,
+            none,
+            "200",
+            r::RoutingRules
+        );
+        op!(
+            "put",
+            mcp("/routing/rules"),
+            "routing",
+            "Replace the routing rules",
+            manage,
+            r::RoutingRules,
+            "200",
+            r::RoutingRules
+        );
+        op!(
+            "get",
+            mcp("/routing/call-distribution"),
+            "routing",
+            "Calls per branch and local hour, from the call log",
+            None,
+            none,
+            "200",
+            r::CallDistribution
+        );
+        d.query::<r::DistributionQuery>(&mcp("/routing/call-distribution"), "get");
+    }
 
     let error = d.generator.subschema_for::<ErrorEnvelope>();
     let mut responses = Map::new();

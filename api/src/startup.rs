@@ -71,6 +71,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::integrations::router())
         .merge(routes::admin::tenant_router())
+        .merge(routes::routing::router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
         .layer(from_fn_with_state(state.clone(), require_api_key));
     let operator_routes = routes::admin::operator_router(state.clone())
@@ -79,6 +80,7 @@ pub fn app_router(state: AppState) -> Router {
         .nest("/api/v2/mcp", routes::health::router().merge(tenant_routes))
         .nest("/api/v2/admin", operator_routes)
         .nest("/api/v2/webhooks", routes::webhooks::router())
+        .merge(crate::mcp::router(&state))
         .route("/api/v2/openapi.json", get(openapi))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -274,6 +276,7 @@ impl Application {
             nats,
             calendars: projections::staff_calendar::CalendarCache::default(),
             operator_token: config.operator_token,
+            mcp_allowed_hosts: config.mcp_allowed_hosts,
         }));
         let listener = TcpListener::bind(config.bind)
             .await

@@ -44,6 +44,8 @@ pub struct Shared {
     pub calendars: projections::staff_calendar::CalendarCache,
     /// The operator's token; operator routes are closed without one.
     pub operator_token: Option<SecretString>,
+    /// Host names `/mcp` answers to.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl std::ops::Deref for AppState {

@@ -42,7 +42,7 @@ pub use auth::{Permission, Principal, Role};
 pub use booking_status::UpdateBookingInput;
 pub use branches::{BranchInput, PhoneNumberInput};
 pub use cancel_booking::CancelBookingInput;
-pub use create_booking::CreateBookingInput;
+pub use create_booking::{CreateBookingInput, CustomerInput};
 pub use error::CommandError;
 pub use executor::{AppendTogether, Appended, Outcome, Trust, Versioned};
 pub use metadata::{Channel, CommandMeta};
@@ -115,6 +115,11 @@ pub struct Commands<S> {
 }
 
 impl<S: Store> Commands<S> {
+    /// How long a slot hold blocks its slot unless confirmed.
+    pub fn hold_ttl(&self) -> chrono::Duration {
+        self.config.hold_ttl
+    }
+
     /// Wires the use cases to a store and a directory.
     pub fn new(store: S, directory: Arc<dyn Directory>, config: CommandConfig) -> Self {
         Self {

@@ -369,6 +369,7 @@ async fn start_server(
         nats: NatsConfig { nats_url },
         bind: "127.0.0.1:0".parse()?,
         operator_token: Some(SecretString::from("bench-operator".to_owned())),
+        mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
         booking_lock_timeout: 300,
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),

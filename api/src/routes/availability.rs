@@ -71,7 +71,7 @@ pub struct Availability {
     pub next_available: Option<Slot>,
 }
 
-async fn check(
+pub(crate) async fn check(
     State(app): State<AppState>,
     caller: Caller,
     Json(input): Json<CheckAvailabilityInput>,
@@ -381,7 +381,7 @@ pub struct FreeStaffList {
     pub reason: Option<String>,
 }
 
-async fn available_staff(
+pub(crate) async fn available_staff(
     State(app): State<AppState>,
     caller: Caller,
     Query(query): Query<AvailableStaffQuery>,

@@ -67,7 +67,7 @@ pub struct ShowBookingQuery {
 
 /// A booking from the read model, or as of a version or time from its events. One too new
 /// for the read model (no `min_position` given) is folded from its events.
-async fn show(
+pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
     Path(booking_id): Path<BookingId>,
@@ -187,7 +187,7 @@ async fn no_show(
 }
 
 /// The filters of `GET /bookings`; all optional, combined with AND.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListBookingsQuery {
     /// One branch.
@@ -220,7 +220,7 @@ pub struct BookingPage {
 }
 
 /// Bookings from the read model, filtered, in start order, a page at a time.
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Query(query): Query<ListBookingsQuery>,

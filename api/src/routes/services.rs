@@ -45,7 +45,7 @@ pub struct Catalog {
     pub data: Vec<Service>,
 }
 
-async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Query(query): Query<CatalogQuery>,

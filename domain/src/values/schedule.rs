@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -219,6 +219,17 @@ impl WeeklyHours {
         self.0.values().try_for_each(DayHours::validate)
     }
 
+    /// Whether `at` falls in a working (opening) range of its local day in `tz`, outside the
+    /// breaks.
+    pub fn is_open_at(&self, at: DateTime<Utc>, tz: Tz) -> bool {
+        let date = at.with_timezone(&tz).date_naive();
+        let Some(day) = self.day(date) else {
+            return false;
+        };
+        let covers = |r: &TimeRange| r.start <= at && at < r.end;
+        day.working_on(date, tz).iter().any(covers) && !day.breaks_on(date, tz).iter().any(covers)
+    }
+
     /// The hours of the weekday of `date`.
     pub fn day(&self, date: NaiveDate) -> Option<&DayHours> {
         self.0.get(&Weekday::from(date.weekday()))
@@ -265,7 +276,6 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
 
     fn clock(s: &str) -> ClockTime {
         ClockTime::parse(s).unwrap()
@@ -309,6 +319,25 @@ mod tests {
             day.validate(),
             Err(ScheduleError::BreakOutsideHours(_))
         ));
+    }
+
+    #[test]
+    fn open_is_inside_a_range_of_the_local_day_and_outside_its_breaks() {
+        let tz = chrono_tz::Europe::Berlin;
+        let day = DayHours {
+            ranges: vec![range("09:00", "18:00")],
+            breaks: vec![range("12:00", "13:00")],
+        };
+        // Tuesday 2026-12-01; Berlin is UTC+1 in winter.
+        let hours = WeeklyHours(BTreeMap::from([(Weekday::Tuesday, day)]));
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap();
+        assert!(!hours.is_open_at(at(7, 59), tz));
+        assert!(hours.is_open_at(at(8, 0), tz));
+        assert!(!hours.is_open_at(at(11, 30), tz));
+        assert!(hours.is_open_at(at(12, 0), tz));
+        assert!(!hours.is_open_at(at(17, 0), tz));
+        // Wednesday has no hours.
+        assert!(!hours.is_open_at(at(8, 0) + chrono::Duration::days(1), tz));
     }
 
     #[test]

@@ -1,0 +1,646 @@
+//! The Model Context Protocol endpoint (`/mcp`): the booking tools for AI agents.
+//!
+//! Served by rmcp's Streamable HTTP service, stateless, for both protocol eras: the
+//! 2026-07-28 requests that carry their version in `_meta`, and the `initialize` handshake
+//! that deployed voice platforms still use. Every tool is a thin adapter over the handler the
+//! REST route runs, so both surfaces decide alike. The tenant and role come from the Bearer
+//! API key (resolved by the same middleware as the REST routes), never from an argument.
+//!
+//! Mistakes the model can correct (a taken slot, a date in the past, an unknown id) come back
+//! as tool errors (`isError`) with the envelope's message; only faults of the server itself
+//! are protocol errors. Write tools take an `idempotency_key`: a repeat with the same key and
+//! arguments answers what the first call answered and writes nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use commands::{
+    CancelBookingInput, Channel, CommandMeta, CreateBookingInput, CustomerInput, Permission,
+    Principal, RescheduleBookingInput,
+};
+use domain::booking::{BookingSource, BookingStatus};
+use domain::values::{BookingId, BranchId, ServiceId, StaffId};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{Extension, schema_for_output};
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::{Caller, correlation_id, require_api_key};
+use crate::error::{self, ApiError};
+use crate::idempotency::once;
+use crate::routes::availability::{
+    self, Availability, AvailableStaffQuery, CheckAvailabilityInput, FreeStaffList,
+};
+use crate::routes::bookings::{self, BookingPage, ListBookingsQuery, ShowBookingQuery};
+use crate::routes::routing::{
+    self, IncomingCall, NearbyBranches, NearestBranchQuery, RoutingDecision,
+};
+use crate::routes::services::{self, Catalog, CatalogQuery};
+use crate::state::AppState;
+use crate::views::BookingView;
+
+/// `/mcp`: the service behind the API-key middleware.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let tools = BookingTools {
+        app: state.clone(),
+        tools: Arc::new(BookingTools::tool_router()),
+    };
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(state.mcp_allowed_hosts.iter().cloned());
+    let service = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(from_fn(require_mcp_access))
+        .layer(from_fn_with_state(state.clone(), require_api_key))
+}
+
+/// Middleware: the key's role must allow `access-mcp`.
+async fn require_mcp_access(request: Request, next: Next) -> Result<Response, ApiError> {
+    let who = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| ApiError::unauthorized("missing API key"))?;
+    who.require(Permission::AccessMcp)?;
+    Ok(next.run(request).await)
+}
+
+/// The tools, over the shared application state.
+#[derive(Debug, Clone)]
+pub struct BookingTools {
+    app: AppState,
+    tools: Arc<ToolRouter<BookingTools>>,
+}
+
+#[tool_handler(
+    router = self.tools,
+    name = "bookingd",
+    version = "0.1.0",
+    instructions = "Appointment booking for salons, clinics and studios. Find a service with list_services, \
+free slots with check_availability, then hold_slot while the caller decides and confirm_hold, or \
+create_booking at once. Times are RFC 3339; phone numbers E.164 or national. Write tools take an \
+idempotency_key: reuse it when retrying the same request."
+)]
+impl ServerHandler for BookingTools {}
+
+/// Why a tool call failed.
+#[derive(Debug)]
+pub enum ToolError {
+    /// Something the model can correct or tell the caller: `isError` with this text.
+    Refused(String),
+    /// A fault of the server: a JSON-RPC error.
+    Fault(ErrorData),
+}
+
+impl From<ApiError> for ToolError {
+    fn from(e: ApiError) -> Self {
+        if e.status.is_server_error() && e.status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            return Self::Fault(ErrorData::internal_error(e.message, None));
+        }
+        let mut text = format!("{}: {}", kind_name(e.kind), e.message);
+        if !e.details.is_null() {
+            text.push_str(&format!(" ({})", e.details));
+        }
+        Self::Refused(text)
+    }
+}
+
+impl From<commands::CommandError> for ToolError {
+    fn from(e: commands::CommandError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {
+    fn into_call_tool_result(self) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        match self {
+            Self::Refused(text) => Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into()),
+            Self::Fault(e) => Err(e),
+        }
+    }
+}
+
+/// The caller of a tool: the key resolved by the middleware, metadata for its events.
+fn caller(parts: &Parts) -> Result<Caller, ToolError> {
+    let who = parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| {
+            ToolError::Fault(ErrorData::internal_error("no API key on the request", None))
+        })?;
+    let meta = CommandMeta {
+        tenant_id: who.tenant_id,
+        correlation_id: correlation_id(&parts.headers),
+        causation_id: Uuid::now_v7(),
+        actor: who.actor(),
+        source: Channel::Mcp,
+        now: Utc::now(),
+    };
+    Ok(Caller { who, meta })
+}
+
+/// The customer making a booking.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerArgs {
+    /// Phone number: E.164 (+4917612345678), or national (0176 12345678) for the salon's country.
+    pub phone: String,
+    /// Full name.
+    pub name: String,
+    /// E-mail, if the caller gave one.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A slot to book or hold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookArgs {
+    /// The branch (from check_availability's slot).
+    pub branch_id: BranchId,
+    /// The service (from list_services).
+    pub service_id: ServiceId,
+    /// A staff member (from the slot); the first qualified free one when absent.
+    #[serde(default)]
+    pub staff_id: Option<StaffId>,
+    /// Start, RFC 3339 with an offset, e.g. 2026-12-01T10:00:00+01:00.
+    pub start: DateTime<Utc>,
+    /// Who comes.
+    pub customer: CustomerArgs,
+    /// Notes for the staff.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// The phone call this happens on, if any.
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// Any unique string per intended booking (a UUID); a retry with the same key and
+    /// arguments returns the first answer and books nothing more.
+    pub idempotency_key: String,
+}
+
+impl BookArgs {
+    fn input(&self, hold_only: bool) -> CreateBookingInput {
+        CreateBookingInput {
+            branch_id: self.branch_id,
+            service_id: self.service_id,
+            staff_id: self.staff_id,
+            start: self.start,
+            customer: CustomerInput {
+                phone: self.customer.phone.clone(),
+                name: self.customer.name.clone(),
+                email: self.customer.email.clone(),
+            },
+            notes: self.notes.clone(),
+            source: Some(if self.call_id.is_some() {
+                BookingSource::Phone
+            } else {
+                BookingSource::Mcp
+            }),
+            call_id: self.call_id.clone(),
+            hold_only,
+        }
+    }
+}
+
+/// A slot held for a caller who has not yet said yes.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Hold {
+    /// Pass to confirm_hold (it is also the booking's id).
+    pub hold_id: BookingId,
+    /// The slot is kept until then; afterwards it may be given to someone else.
+    pub expires_at: DateTime<Utc>,
+    /// The held booking (status `held`).
+    pub booking: BookingView,
+}
+
+/// One booking by id.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRef {
+    /// The booking (or hold) id.
+    pub booking_id: BookingId,
+}
+
+/// A hold to turn into a booking.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmArgs {
+    /// From hold_slot.
+    pub hold_id: BookingId,
+    /// A unique string per confirmation; a retry with the same key answers the same.
+    pub idempotency_key: String,
+}
+
+/// A booking to cancel.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelArgs {
+    /// The booking.
+    pub booking_id: BookingId,
+    /// Why, in a few words ("customer ill").
+    pub reason: String,
+    /// A unique string per cancellation; a retry with the same key answers the same.
+    pub idempotency_key: String,
+}
+
+/// A booking to move.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleArgs {
+    /// The booking.
+    pub booking_id: BookingId,
+    /// The new start, RFC 3339 with an offset.
+    pub start: DateTime<Utc>,
+    /// Another staff member; the same one when absent.
+    #[serde(default)]
+    pub staff_id: Option<StaffId>,
+    /// A unique string per move; a retry with the same key answers the same.
+    pub idempotency_key: String,
+}
+
+/// Whose bookings.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerLookup {
+    /// The customer's phone: E.164, or national for the salon's country.
+    pub phone: String,
+    /// Also bookings that have started or ended; only upcoming ones when absent or false.
+    #[serde(default)]
+    pub include_past: bool,
+}
+
+/// A customer's bookings.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CustomerBookings {
+    /// In start order (at most 50).
+    pub bookings: Vec<BookingView>,
+}
+
+/// Services on offer.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesArgs {
+    /// Only services offered at this branch.
+    #[serde(default)]
+    pub branch_id: Option<BranchId>,
+}
+
+#[tool_router]
+impl BookingTools {
+    /// Free appointment slots for a service on a date or a range of dates (up to 31 days),
+    /// and the next free slot after them.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn check_availability(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(input): Parameters<CheckAvailabilityInput>,
+    ) -> Result<Json<Availability>, ToolError> {
+        let caller = caller(&parts)?;
+        let answer = availability::check(
+            axum::extract::State(self.app.clone()),
+            caller,
+            error::Json(input),
+        )
+        .await?;
+        Ok(Json(answer.0))
+    }
+
+    /// Staff members qualified and free for a service at a branch at one start time, best
+    /// skilled first.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn find_available_staff(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(query): Parameters<AvailableStaffQuery>,
+    ) -> Result<Json<FreeStaffList>, ToolError> {
+        let caller = caller(&parts)?;
+        let answer = availability::available_staff(
+            axum::extract::State(self.app.clone()),
+            caller,
+            error::Query(query),
+        )
+        .await?;
+        Ok(Json(answer.0))
+    }
+
+    /// Holds a slot while the caller decides: nobody else can take it until expires_at.
+    /// Confirm it with confirm_hold; unconfirmed, it lapses by itself.
+    #[tool(
+        output_schema = schema_for_output::<Hold>(),
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn hold_slot(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<BookArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let caller = caller(&parts)?;
+        let app = &self.app;
+        let value = self
+            .once(&caller, "hold_slot", &args.idempotency_key, &args, async {
+                let hold_id = BookingId::new();
+                let out = app
+                    .commands
+                    .create_booking(&caller.who, &caller.meta, hold_id, args.input(true))
+                    .await?;
+                let hold = Hold {
+                    hold_id,
+                    expires_at: caller.meta.now + app.commands.hold_ttl(),
+                    booking: BookingView::of(&out.state)?,
+                };
+                to_value(&hold)
+            })
+            .await?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    /// Turns a hold into a confirmed booking. Fails if the hold has lapsed: then check
+    /// availability again.
+    #[tool(
+        output_schema = schema_for_output::<BookingView>(),
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn confirm_hold(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<ConfirmArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let caller = caller(&parts)?;
+        let app = &self.app;
+        let value = self
+            .once(
+                &caller,
+                "confirm_hold",
+                &args.idempotency_key,
+                &args,
+                async {
+                    let out = app
+                        .commands
+                        .confirm_booking(&caller.who, &caller.meta, args.hold_id)
+                        .await?;
+                    to_value(&BookingView::of(&out.state)?)
+                },
+            )
+            .await?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    /// Books an appointment at once (no hold step).
+    #[tool(
+        output_schema = schema_for_output::<BookingView>(),
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn create_booking(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<BookArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let caller = caller(&parts)?;
+        let app = &self.app;
+        let value = self
+            .once(
+                &caller,
+                "create_booking",
+                &args.idempotency_key,
+                &args,
+                async {
+                    let out = app
+                        .commands
+                        .create_booking(
+                            &caller.who,
+                            &caller.meta,
+                            BookingId::new(),
+                            args.input(false),
+                        )
+                        .await?;
+                    to_value(&BookingView::of(&out.state)?)
+                },
+            )
+            .await?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    /// Cancels a booking (or releases a hold) and frees its slot.
+    #[tool(
+        output_schema = schema_for_output::<BookingView>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn cancel_booking(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<CancelArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let caller = caller(&parts)?;
+        let app = &self.app;
+        let value = self
+            .once(
+                &caller,
+                "cancel_booking",
+                &args.idempotency_key,
+                &args,
+                async {
+                    let input = CancelBookingInput {
+                        reason: args.reason.clone(),
+                    };
+                    let out = app
+                        .commands
+                        .cancel_booking(&caller.who, &caller.meta, args.booking_id, input)
+                        .await?;
+                    to_value(&BookingView::of(&out.state)?)
+                },
+            )
+            .await?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    /// Moves a booking to a new start (and optionally another staff member). The new slot is
+    /// taken before the old one is freed.
+    #[tool(
+        output_schema = schema_for_output::<BookingView>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn reschedule_booking(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<RescheduleArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let caller = caller(&parts)?;
+        let app = &self.app;
+        let value = self
+            .once(
+                &caller,
+                "reschedule_booking",
+                &args.idempotency_key,
+                &args,
+                async {
+                    let input = RescheduleBookingInput {
+                        start: args.start,
+                        staff_id: args.staff_id,
+                    };
+                    let out = app
+                        .commands
+                        .reschedule_booking(&caller.who, &caller.meta, args.booking_id, input)
+                        .await?;
+                    to_value(&BookingView::of(&out.state)?)
+                },
+            )
+            .await?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    /// One booking: status, time, staff, customer, confirmation number.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn get_booking(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<BookingRef>,
+    ) -> Result<Json<BookingView>, ToolError> {
+        let caller = caller(&parts)?;
+        let query = ShowBookingQuery {
+            min_position: None,
+            as_of: None,
+        };
+        let answer = bookings::show(
+            axum::extract::State(self.app.clone()),
+            caller,
+            error::Path(args.booking_id),
+            error::Query(query),
+        )
+        .await?;
+        Ok(Json(answer.0.data))
+    }
+
+    /// A customer's bookings, found by phone number: upcoming ones, or all with include_past.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn find_customer_bookings(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<CustomerLookup>,
+    ) -> Result<Json<CustomerBookings>, ToolError> {
+        let caller = caller(&parts)?;
+        let from = (!args.include_past).then_some(caller.meta.now);
+        let query = ListBookingsQuery {
+            customer_phone: Some(args.phone),
+            from,
+            limit: Some(50),
+            ..ListBookingsQuery::default()
+        };
+        let page: BookingPage = bookings::list(
+            axum::extract::State(self.app.clone()),
+            caller,
+            error::Query(query),
+        )
+        .await?
+        .0;
+        let bookings = page
+            .data
+            .into_iter()
+            .filter(|b| {
+                args.include_past
+                    || matches!(b.status, BookingStatus::Held | BookingStatus::Confirmed)
+            })
+            .collect();
+        Ok(Json(CustomerBookings { bookings }))
+    }
+
+    /// Where an incoming call should go: the branch owning the called number, whether it is
+    /// open now, else the nearest open branch, the agent for the caller's language, the wait.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn route_incoming_call(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(call): Parameters<IncomingCall>,
+    ) -> Result<Json<RoutingDecision>, ToolError> {
+        let caller = caller(&parts)?;
+        let decision = routing::decide(&self.app, &caller, &call).await?;
+        Ok(Json(decision))
+    }
+
+    /// Up to five branches nearest to a point, with their distance and whether they are open
+    /// now.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn find_nearest_branch(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(query): Parameters<NearestBranchQuery>,
+    ) -> Result<Json<NearbyBranches>, ToolError> {
+        let caller = caller(&parts)?;
+        Ok(Json(routing::nearest(&self.app, &caller, &query).await?))
+    }
+
+    /// The services on offer, with duration, price and the branches offering them.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn list_services(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<ServicesArgs>,
+    ) -> Result<Json<Catalog>, ToolError> {
+        let caller = caller(&parts)?;
+        let query = CatalogQuery {
+            branch_id: args.branch_id,
+            include_retired: None,
+            min_position: None,
+        };
+        let answer = services::list(
+            axum::extract::State(self.app.clone()),
+            caller,
+            error::Query(query),
+        )
+        .await?;
+        Ok(Json(answer.0))
+    }
+}
+
+impl BookingTools {
+    /// Runs a write tool once per key and arguments.
+    async fn once<A: Serialize>(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        key: &str,
+        args: &A,
+        work: impl Future<Output = Result<Value, ApiError>>,
+    ) -> Result<Value, ToolError> {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ToolError::Refused(
+                "VALIDATION_FAILED: idempotency_key must be 1 to 200 characters".to_owned(),
+            ));
+        }
+        let body = serde_json::to_vec(args)
+            .map_err(|e| ToolError::Fault(ErrorData::internal_error(e.to_string(), None)))?;
+        let scoped = format!("mcp:{tool}:{key}");
+        Ok(once(
+            &self.app,
+            caller.who.tenant_id,
+            &scoped,
+            ("mcp", tool, &body),
+            work,
+        )
+        .await?)
+    }
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+/// The envelope's name for an error type (`VALIDATION_FAILED`).
+fn kind_name(kind: crate::error::ErrorType) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
