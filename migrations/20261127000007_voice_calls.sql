@@ -1,5 +1,6 @@
 -- The voice agent's front door: routing rules per tenant, the call log fed by Retell's call
--- webhooks, and callback tasks for calls that could not end in a booking.
+-- webhooks (deduplicated in webhook_receipts), callback tasks for calls that could not end in
+-- a booking, and the bookings each call made.
 
 -- How calls are routed: agents by language, a fallback branch, how far a call may be sent.
 CREATE TABLE routing_rules (
@@ -34,15 +35,6 @@ CREATE TABLE calls (
 CREATE INDEX calls_by_branch_and_start ON calls (tenant_id, branch_id, started_at);
 CREATE INDEX calls_ongoing ON calls (tenant_id, branch_id) WHERE status = 'ongoing';
 
--- Retell's deliveries already handled (call id and event), so a retry changes nothing.
-CREATE TABLE retell_receipts (
-    tenant_id   uuid        NOT NULL,
-    call_id     text        NOT NULL,
-    event       text        NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, call_id, event)
-);
-
 -- A caller to ring back: the details were incomplete or the slot was gone.
 CREATE TABLE callback_tasks (
     id           uuid        PRIMARY KEY,
@@ -59,3 +51,13 @@ CREATE TABLE callback_tasks (
     UNIQUE (tenant_id, call_id)
 );
 CREATE INDEX callback_tasks_open ON callback_tasks (tenant_id, created_at) WHERE status = 'open';
+
+-- Bookings and holds made during a call; holds still unconfirmed when it ends are released.
+CREATE TABLE call_holds (
+    tenant_id   uuid        NOT NULL,
+    call_id     text        NOT NULL,
+    booking_id  uuid        NOT NULL,
+    held_at     timestamptz NOT NULL DEFAULT now(),
+    released_at timestamptz,
+    PRIMARY KEY (tenant_id, call_id, booking_id)
+);

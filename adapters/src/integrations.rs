@@ -7,12 +7,28 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use domain::values::TenantId;
 use sagas::ports::{Accounts, CalendarAccount, EventTypeMapping, HostMapping, PortError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
 /// The integration name Cal.com credentials are stored under.
 pub const CALCOM: &str = "calcom";
+/// The integration name Retell credentials are stored under.
+pub const RETELL: &str = "retell";
+
+/// A tenant's Retell secret: the API key Retell signs its webhooks and function calls with.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RetellSecrets {
+    /// The key with Retell's "webhook" badge.
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for RetellSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetellSecrets(<redacted>)")
+    }
+}
 
 /// The server's secret key: 32 bytes, given as 64 hex digits (`BOOKINGD_SECRET_KEY`).
 #[derive(Clone)]
@@ -106,9 +122,41 @@ impl PgAccounts {
         secrets: &CalendarSecrets,
         settings: &CalendarSettings,
     ) -> Result<(), CredentialError> {
+        self.store(tenant, CALCOM, secrets, settings).await
+    }
+
+    /// The tenant's Cal.com settings (without the key), if connected.
+    pub async fn calendar_settings(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<CalendarSettings>, CredentialError> {
+        self.settings(tenant, CALCOM).await
+    }
+
+    /// Removes the tenant's Cal.com connection; true if there was one.
+    pub async fn remove_calendar(&self, tenant: TenantId) -> Result<bool, CredentialError> {
+        self.remove(tenant, CALCOM).await
+    }
+
+    /// The tenant's Cal.com secrets and settings, if connected.
+    pub async fn open_calendar(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<(CalendarSecrets, CalendarSettings)>, CredentialError> {
+        self.open(tenant, CALCOM).await
+    }
+
+    /// Stores (or replaces) one integration's secrets, sealed, and its plain settings.
+    pub async fn store<S: Serialize + Sync, T: Serialize + Sync>(
+        &self,
+        tenant: TenantId,
+        integration: &str,
+        secrets: &S,
+        settings: &T,
+    ) -> Result<(), CredentialError> {
         let cipher = self.cipher()?;
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = associated(tenant, CALCOM);
+        let aad = associated(tenant, integration);
         let plain = serde_json::to_vec(secrets).map_err(|_| CredentialError::Sealed)?;
         let sealed = cipher
             .encrypt(
@@ -126,7 +174,7 @@ impl PgAccounts {
                  sealed = EXCLUDED.sealed, settings = EXCLUDED.settings, updated_at = now()",
         )
         .bind(tenant.0)
-        .bind(CALCOM)
+        .bind(integration)
         .bind(nonce.as_slice())
         .bind(sealed)
         .bind(Json(settings))
@@ -135,44 +183,50 @@ impl PgAccounts {
         Ok(())
     }
 
-    /// The tenant's Cal.com settings (without the key), if connected.
-    pub async fn calendar_settings(
+    /// One integration's settings (without its secrets), if connected.
+    pub async fn settings<T: DeserializeOwned + Send + Unpin + 'static>(
         &self,
         tenant: TenantId,
-    ) -> Result<Option<CalendarSettings>, CredentialError> {
-        let row: Option<Json<CalendarSettings>> = sqlx::query_scalar(
+        integration: &str,
+    ) -> Result<Option<T>, CredentialError> {
+        let row: Option<Json<T>> = sqlx::query_scalar(
             "SELECT settings FROM integration_credentials WHERE tenant_id = $1 AND integration = $2",
         )
         .bind(tenant.0)
-        .bind(CALCOM)
+        .bind(integration)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|Json(s)| s))
     }
 
-    /// Removes the tenant's Cal.com connection; true if there was one.
-    pub async fn remove_calendar(&self, tenant: TenantId) -> Result<bool, CredentialError> {
+    /// Removes one integration's connection; true if there was one.
+    pub async fn remove(
+        &self,
+        tenant: TenantId,
+        integration: &str,
+    ) -> Result<bool, CredentialError> {
         let done = sqlx::query(
             "DELETE FROM integration_credentials WHERE tenant_id = $1 AND integration = $2",
         )
         .bind(tenant.0)
-        .bind(CALCOM)
+        .bind(integration)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// The tenant's Cal.com secrets and settings, if connected.
-    pub async fn open_calendar(
+    /// One integration's secrets and settings, if connected.
+    pub async fn open<S: DeserializeOwned, T: DeserializeOwned + Send + Unpin + 'static>(
         &self,
         tenant: TenantId,
-    ) -> Result<Option<(CalendarSecrets, CalendarSettings)>, CredentialError> {
-        let row: Option<(Vec<u8>, Vec<u8>, Json<CalendarSettings>)> = sqlx::query_as(
+        integration: &str,
+    ) -> Result<Option<(S, T)>, CredentialError> {
+        let row: Option<(Vec<u8>, Vec<u8>, Json<T>)> = sqlx::query_as(
             "SELECT nonce, sealed, settings FROM integration_credentials
              WHERE tenant_id = $1 AND integration = $2",
         )
         .bind(tenant.0)
-        .bind(CALCOM)
+        .bind(integration)
         .fetch_optional(&self.pool)
         .await?;
         let Some((nonce, sealed, Json(settings))) = row else {
@@ -181,7 +235,7 @@ impl PgAccounts {
         if nonce.len() != 24 {
             return Err(CredentialError::Sealed);
         }
-        let aad = associated(tenant, CALCOM);
+        let aad = associated(tenant, integration);
         let plain = self
             .cipher()?
             .decrypt(

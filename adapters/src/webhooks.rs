@@ -72,11 +72,11 @@ fn twilio_signed(url: &str, params: &[(String, String)]) -> Vec<u8> {
     signed.into_bytes()
 }
 
-/// Why a `Stripe-Signature` was refused.
+/// Why a timestamped signature (`Stripe-Signature`, `x-retell-signature`) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum StripeSignatureError {
-    /// No `t=` or no `v1=`.
-    #[error("the Stripe-Signature header is malformed")]
+pub enum SignatureError {
+    /// No timestamp or no signature in the header.
+    #[error("the signature header is malformed")]
     Malformed,
     /// No `v1` matches the body.
     #[error("no signature matches the body")]
@@ -94,7 +94,7 @@ pub fn stripe_signature_check(
     header: &str,
     now: i64,
     tolerance: i64,
-) -> Result<(), StripeSignatureError> {
+) -> Result<(), SignatureError> {
     let mut timestamp = None;
     let mut candidates = Vec::new();
     for part in header.split(',') {
@@ -105,10 +105,10 @@ pub fn stripe_signature_check(
         }
     }
     let Some(t) = timestamp else {
-        return Err(StripeSignatureError::Malformed);
+        return Err(SignatureError::Malformed);
     };
     if candidates.is_empty() {
-        return Err(StripeSignatureError::Malformed);
+        return Err(SignatureError::Malformed);
     }
     let matches = candidates.iter().any(|signature| {
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).is_ok_and(|mut mac| {
@@ -118,10 +118,10 @@ pub fn stripe_signature_check(
         })
     });
     if !matches {
-        return Err(StripeSignatureError::Mismatch);
+        return Err(SignatureError::Mismatch);
     }
     if (now - t).abs() > tolerance {
-        return Err(StripeSignatureError::Stale);
+        return Err(SignatureError::Stale);
     }
     Ok(())
 }
@@ -142,6 +142,57 @@ pub fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={hex}")
 }
 
+/// How far (ms) Retell's signing time may be from ours.
+pub const RETELL_TOLERANCE_MS: i64 = 300_000;
+
+/// Checks an `x-retell-signature: v=<unix ms>,d=<hex>` header: `d` is the hex HMAC-SHA256,
+/// keyed with the tenant's Retell API key, of the raw body followed by the decimal `v`, and
+/// `v` is within [`RETELL_TOLERANCE_MS`] of `now_ms`.
+pub fn retell_signature_check(
+    api_key: &str,
+    body: &[u8],
+    header: &str,
+    now_ms: i64,
+) -> Result<(), SignatureError> {
+    let Some((v, d)) = header.trim().split_once(",d=") else {
+        return Err(SignatureError::Malformed);
+    };
+    let Some(timestamp) = v.strip_prefix("v=").and_then(|t| t.parse::<i64>().ok()) else {
+        return Err(SignatureError::Malformed);
+    };
+    let Some(signature) = decode_hex(d) else {
+        return Err(SignatureError::Malformed);
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(api_key.as_bytes()) else {
+        return Err(SignatureError::Malformed);
+    };
+    mac.update(body);
+    mac.update(timestamp.to_string().as_bytes());
+    if mac.verify_slice(&signature).is_err() {
+        return Err(SignatureError::Mismatch);
+    }
+    if (now_ms - timestamp).abs() > RETELL_TOLERANCE_MS {
+        return Err(SignatureError::Stale);
+    }
+    Ok(())
+}
+
+/// Retell's `x-retell-signature` for `body` signed at `timestamp_ms` (for tests and tools).
+pub fn retell_signature(api_key: &str, timestamp_ms: i64, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(api_key.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    mac.update(timestamp_ms.to_string().as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v={timestamp_ms},d={hex}")
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
         return None;
@@ -155,6 +206,42 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retell_signature_covers_body_and_timestamp_within_five_minutes() {
+        let body = br#"{"event":"call_started","call":{"call_id":"c1"}}"#;
+        let header = retell_signature("key_retell", 1_700_000_000_000, body);
+        let now = 1_700_000_100_000;
+        assert_eq!(
+            retell_signature_check("key_retell", body, &header, now),
+            Ok(())
+        );
+        assert_eq!(
+            retell_signature_check("other_key", body, &header, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            retell_signature_check("key_retell", b"{}", &header, now),
+            Err(SignatureError::Mismatch)
+        );
+        // The timestamp is signed: moving it breaks the signature.
+        let moved = header.replacen("v=1700000000000", "v=1700000050000", 1);
+        assert_eq!(
+            retell_signature_check("key_retell", body, &moved, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            retell_signature_check("key_retell", body, &header, 1_700_000_300_001),
+            Err(SignatureError::Stale)
+        );
+        for bad in ["", "v=1,d=zz", "d=00", "v=x,d=00"] {
+            assert_eq!(
+                retell_signature_check("key_retell", body, bad, now),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_stripe_signature_is_checked_against_every_v1_and_the_tolerance() {
@@ -171,19 +258,19 @@ mod tests {
         );
         assert_eq!(
             stripe_signature_check("whsec_x", body, &header, 1_301, 300),
-            Err(StripeSignatureError::Stale)
+            Err(SignatureError::Stale)
         );
         assert_eq!(
             stripe_signature_check("whsec_y", body, &header, 1_100, 300),
-            Err(StripeSignatureError::Mismatch)
+            Err(SignatureError::Mismatch)
         );
         assert_eq!(
             stripe_signature_check("whsec_x", b"{}", &header, 1_100, 300),
-            Err(StripeSignatureError::Mismatch)
+            Err(SignatureError::Mismatch)
         );
         assert_eq!(
             stripe_signature_check("whsec_x", body, "v1=ab", 1_100, 300),
-            Err(StripeSignatureError::Malformed)
+            Err(SignatureError::Malformed)
         );
     }
 

@@ -12,6 +12,7 @@
 //! * [`cli`], [`demo`]: the non-server sub-commands.
 
 pub mod auth;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod consistency;

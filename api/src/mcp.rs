@@ -360,6 +360,10 @@ impl BookingTools {
                     .commands
                     .create_booking(&caller.who, &caller.meta, hold_id, args.input(true))
                     .await?;
+                if let Some(call_id) = &args.call_id {
+                    crate::calls::remember_hold(&app.pool, caller.who.tenant_id, call_id, hold_id)
+                        .await?;
+                }
                 let hold = Hold {
                     hold_id,
                     expires_at: caller.meta.now + app.commands.hold_ttl(),

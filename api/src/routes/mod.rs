@@ -12,6 +12,7 @@ pub mod health;
 pub mod integrations;
 pub mod live;
 pub mod projections;
+pub mod retell;
 pub mod routing;
 pub mod services;
 pub mod staff;

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/calcom/{tenant_id}", post(calcom))
         .route("/twilio/status", post(twilio_status))
         .route("/stripe", post(stripe))
+        .merge(super::retell::router())
 }
 
 /// What a delivery came to.
@@ -54,7 +55,7 @@ pub struct WebhookOutcome {
 }
 
 impl WebhookOutcome {
-    fn new(status: &str, reason: Option<&str>) -> Self {
+    pub(crate) fn new(status: &str, reason: Option<&str>) -> Self {
         Self {
             status: status.to_owned(),
             reason: reason.map(str::to_owned),
@@ -359,7 +360,12 @@ fn signed_url(
 }
 
 /// Whether a delivery was handled before.
-async fn seen(app: &AppState, source: &str, tenant: TenantId, key: &str) -> Result<bool, ApiError> {
+pub(crate) async fn seen(
+    app: &AppState,
+    source: &str,
+    tenant: TenantId,
+    key: &str,
+) -> Result<bool, ApiError> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE source = $1 AND tenant_id = $2 AND key = $3)",
     )
@@ -373,7 +379,7 @@ async fn seen(app: &AppState, source: &str, tenant: TenantId, key: &str) -> Resu
 
 /// Remembers a handled delivery, after its effect (which is idempotent: a delivery that
 /// failed half-way is applied in full when it comes again).
-async fn remember(
+pub(crate) async fn remember(
     app: &AppState,
     source: &str,
     tenant: TenantId,
