@@ -23,3 +23,4 @@ mod relay_crash;
 mod republish;
 mod scripted_day;
 mod snapshots;
+mod voice;

@@ -857,7 +857,7 @@ async fn function(
     let work = run_function(&app, &caller, &name, &delivery);
     match once(&app, tenant_id, &key, ("retell", &name, &args), work).await {
         Ok(value) => Ok(axum::Json(value)),
-        Err(e) if e.status.is_client_error() && e.status != StatusCode::CONFLICT => {
+        Err(e) if e.status.is_client_error() && e.kind != ErrorType::TransactionFailed => {
             // Something the agent should say: answered, so Retell does not retry it.
             Ok(axum::Json(json!({
                 "ok": false,
