@@ -29,8 +29,9 @@ pub(crate) fn say(line: impl std::fmt::Display) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     install_crypto_provider();
     if let Command::Serve(config) = cli.command {
+        // rmcp logs every stateless MCP request's set-up and tear-down at info.
         init_subscriber(get_subscriber(
-            "info,sqlx=warn",
+            "info,sqlx=warn,rmcp=warn",
             config.log_format,
             std::io::stdout,
         ));

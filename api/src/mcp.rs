@@ -18,11 +18,12 @@ use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use commands::{
     CancelBookingInput, Channel, CommandMeta, CreateBookingInput, CustomerInput, Permission,
     Principal, RescheduleBookingInput,
 };
+use domain::availability::Slot;
 use domain::booking::{BookingSource, BookingStatus};
 use domain::values::{BookingId, BranchId, ServiceId, StaffId};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -41,7 +42,7 @@ use crate::auth::{Caller, correlation_id, require_api_key};
 use crate::error::{self, ApiError};
 use crate::idempotency::once;
 use crate::routes::availability::{
-    self, Availability, AvailableStaffQuery, CheckAvailabilityInput, FreeStaffList,
+    self, AvailableStaffQuery, CheckAvailabilityInput, FreeStaffList,
 };
 use crate::routes::bookings::{self, BookingPage, ListBookingsQuery, ShowBookingQuery};
 use crate::routes::routing::{
@@ -168,6 +169,51 @@ pub struct CustomerArgs {
     /// E-mail, if the caller gave one.
     #[serde(default)]
     pub email: Option<String>,
+}
+
+/// Slots in a tool answer unless the caller asks for more: enough to offer a choice, small
+/// enough for a voice platform (Retell cuts tool results at about 15,000 characters).
+const DEFAULT_SLOTS: u32 = 20;
+const MAX_SLOTS: u32 = 500;
+
+/// A question for free slots.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityArgs {
+    /// The service (from list_services).
+    pub service_id: ServiceId,
+    /// One local date (YYYY-MM-DD); or give start_date (and end_date).
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    /// First local date of a range.
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    /// Last local date of a range (at most 31 days after the first).
+    #[serde(default)]
+    pub end_date: Option<NaiveDate>,
+    /// Only these branches; every branch offering the service when absent.
+    #[serde(default)]
+    pub branch_ids: Option<Vec<BranchId>>,
+    /// Only this staff member's slots.
+    #[serde(default)]
+    pub preferred_staff_id: Option<StaffId>,
+    /// How many slots to list, earliest first (default 20, at most 500); total_slots says
+    /// how many there are.
+    #[serde(default)]
+    pub max_slots: Option<u32>,
+}
+
+/// Free slots, the earliest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SlotList {
+    /// Whether any slot is free in the range.
+    pub available: bool,
+    /// How many slots are free in the range.
+    pub total_slots: usize,
+    /// The earliest of them (max_slots at most), by start, then branch and staff.
+    pub slots: Vec<Slot>,
+    /// The first free slot in or after the range, up to the advance limit; null if none.
+    pub next_available: Option<Slot>,
 }
 
 /// A slot to book or hold.
@@ -311,16 +357,40 @@ impl BookingTools {
     async fn check_availability(
         &self,
         Extension(parts): Extension<Parts>,
-        Parameters(input): Parameters<CheckAvailabilityInput>,
-    ) -> Result<Json<Availability>, ToolError> {
+        Parameters(args): Parameters<AvailabilityArgs>,
+    ) -> Result<Json<SlotList>, ToolError> {
         let caller = caller(&parts)?;
+        let max = args.max_slots.unwrap_or(DEFAULT_SLOTS);
+        if !(1..=MAX_SLOTS).contains(&max) {
+            return Err(ToolError::Refused(format!(
+                "VALIDATION_FAILED: max_slots must be between 1 and {MAX_SLOTS}"
+            )));
+        }
+        let input = CheckAvailabilityInput {
+            service_id: args.service_id,
+            date: args.date,
+            start_date: args.start_date,
+            end_date: args.end_date,
+            branch_ids: args.branch_ids,
+            preferred_staff_id: args.preferred_staff_id,
+            min_position: None,
+        };
         let answer = availability::check(
             axum::extract::State(self.app.clone()),
             caller,
             error::Json(input),
         )
-        .await?;
-        Ok(Json(answer.0))
+        .await?
+        .0;
+        let total_slots = answer.slots.len();
+        let mut slots = answer.slots;
+        slots.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+        Ok(Json(SlotList {
+            available: answer.available,
+            total_slots,
+            slots,
+            next_available: answer.next_available,
+        }))
     }
 
     /// Staff members qualified and free for a service at a branch at one start time, best

@@ -1,6 +1,7 @@
 //! Availability query latency: a branch with 20 staff working around the clock, 10,000
 //! bookings spread over the next 14 days (made through the API), then
-//! `POST /bookings/check-availability` for all 14 days, and for one day, one client at a time.
+//! `POST /bookings/check-availability` for all 14 days, and for one day, one client at a time;
+//! then the MCP tool `check_availability` with 8 callers at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,8 +76,88 @@ pub(super) async fn run(
         figures.print(&format!("{what} ({slots} slots)"));
     }
     say("(target: the 14-day query p99 < 20 ms)");
+    mcp_calls(http, &base, &salon, start_date, end_date).await?;
     let _ = stop.send(());
     Ok(())
+}
+
+/// Concurrent voice agents asking through the MCP endpoint.
+const MCP_CALLERS: usize = 8;
+const MCP_CALLS: u64 = 1600;
+
+/// `tools/call check_availability` over `/mcp` (2026-07-28 era, JSON answers), 8 callers at
+/// once, for one day and for the 14 days.
+async fn mcp_calls(
+    http: &reqwest::Client,
+    base: &str,
+    salon: &Salon,
+    start_date: chrono::NaiveDate,
+    end_date: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    let url = format!("{base}/mcp");
+    for (what, arguments) in [
+        (
+            "MCP check_availability, 1 day",
+            json!({ "service_id": salon.service_id, "date": start_date, "branch_ids": [salon.branch_id] }),
+        ),
+        (
+            "MCP check_availability, 14 days",
+            json!({ "service_id": salon.service_id, "start_date": start_date, "end_date": end_date, "branch_ids": [salon.branch_id] }),
+        ),
+    ] {
+        let body = json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {
+                "name": "check_availability", "arguments": arguments,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": { "name": "bookingd-bench", "version": "1" },
+                },
+            },
+        });
+        // One call checked in full: a tool result with slots, not an error.
+        let first: Value = serde_json::from_slice(&mcp_call(http, &url, &salon.key, &body).await?)?;
+        let listed = &first["result"]["structuredContent"];
+        let slots = listed["slots"].as_array().map_or(0, Vec::len);
+        let total = listed["total_slots"].as_u64().unwrap_or_default();
+        anyhow::ensure!(
+            first["result"]["isError"] == json!(false) && slots > 0,
+            "check_availability over MCP failed: {first}"
+        );
+        let figures = measure(MCP_CALLS, MCP_CALLERS, |_| {
+            let (http, url, key, body) =
+                (http.clone(), url.clone(), salon.key.clone(), body.clone());
+            async move { mcp_call(&http, &url, &key, &body).await.is_ok() }
+        })
+        .await?;
+        figures.print(&format!(
+            "{what}, {MCP_CALLERS} callers ({slots} of {total} slots)"
+        ));
+    }
+    say("(target: MCP check_availability p99 < 50 ms at 8 callers)");
+    Ok(())
+}
+
+/// One JSON-RPC request to `/mcp`, answered in full.
+async fn mcp_call(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Vec<u8>> {
+    let response = http
+        .post(url)
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "check_availability")
+        .json(body)
+        .send()
+        .await?;
+    anyhow::ensure!(response.status().is_success(), "{}", response.status());
+    Ok(response.bytes().await?.to_vec())
 }
 
 /// Books slot `k`: staff `k % 20`; their bookings are 15 minutes long, 40 minutes apart, and
