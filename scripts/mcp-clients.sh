@@ -84,7 +84,7 @@ if [ "${BOOKINGD_MCP_INSPECTOR:-0}" = 1 ]; then
         log "MCP Inspector CLI, $era era: tools/list"
         HOME="$work" "$inspector" --cli "http://$BOOKINGD_BIND/mcp" --transport http \
             --protocol-era "$era" --header "Authorization: Bearer $key" \
-            --method tools/list --format json >"$work/tools-$era.json" || status=1
+            --method tools/list --strict --format json >"$work/tools-$era.json" || status=1
         python3 -c 'import json, sys; tools = json.load(open(sys.argv[1]))["result"]["tools"]; print(len(tools), "tools:", " ".join(t["name"] for t in tools)); sys.exit(0 if len(tools) == 12 else 1)' \
             "$work/tools-$era.json" || status=1
     done

@@ -56,7 +56,7 @@ use crate::views::BookingView;
 pub fn router(state: &AppState) -> Router<AppState> {
     let tools = BookingTools {
         app: state.clone(),
-        tools: Arc::new(BookingTools::tool_router()),
+        tools: Arc::new(portable_router()),
     };
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -71,6 +71,84 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .nest_service("/mcp", service)
         .layer(from_fn(require_mcp_access))
         .layer(from_fn_with_state(state.clone(), require_api_key))
+}
+
+/// The tools, with schemas every client can read: schemars writes an optional field as
+/// `"type": ["string", "null"]`, which clients mapping schemas onto a single-type dialect
+/// (Gemini's function declarations) reject; it becomes `anyOf` with a `null` branch.
+fn portable_router() -> ToolRouter<BookingTools> {
+    let mut router = BookingTools::tool_router();
+    for route in router.map.values_mut() {
+        let tool = &mut route.attr;
+        let mut input = Value::Object((*tool.input_schema).clone());
+        make_portable(&mut input);
+        if let Value::Object(input) = input {
+            tool.input_schema = Arc::new(input);
+        }
+        if let Some(output) = &tool.output_schema {
+            let mut output = Value::Object((**output).clone());
+            make_portable(&mut output);
+            if let Value::Object(output) = output {
+                tool.output_schema = Some(Arc::new(output));
+            }
+        }
+    }
+    router
+}
+
+/// Formats JSON Schema defines; schemars adds its own (`uint32`, `int64`, `double`), which
+/// validators warn about.
+const STANDARD_FORMATS: [&str; 10] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uuid",
+];
+
+/// Rewrites every `{"type": [T, "null"], …}` below `schema` as
+/// `{"anyOf": [{"type": T, …}, {"type": "null"}]}`, keeping its description and title outside,
+/// and drops formats JSON Schema does not define.
+fn make_portable(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            for value in map.values_mut() {
+                make_portable(value);
+            }
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+            {
+                map.remove("format");
+            }
+            let Some(Value::Array(types)) = map.get("type") else {
+                return;
+            };
+            let non_null: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+            if non_null.len() != 1 || non_null.len() == types.len() {
+                return;
+            }
+            let mut branch = std::mem::take(map);
+            branch.insert("type".to_owned(), non_null[0].clone());
+            for outer in ["description", "title", "default"] {
+                if let Some(v) = branch.remove(outer) {
+                    map.insert(outer.to_owned(), v);
+                }
+            }
+            map.insert(
+                "anyOf".to_owned(),
+                serde_json::json!([Value::Object(branch), { "type": "null" }]),
+            );
+        }
+        Value::Array(items) => items.iter_mut().for_each(make_portable),
+        _ => {}
+    }
 }
 
 /// Middleware: the key's role must allow `access-mcp`.
@@ -717,4 +795,56 @@ fn kind_name(kind: crate::error::ErrorType) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nullable_types_become_any_of_and_only_standard_formats_stay() {
+        let mut schema = json!({
+            "type": "object",
+            "properties": {
+                "notes": { "description": "Notes.", "type": ["string", "null"], "maxLength": 9 },
+                "count": { "type": "integer" },
+                "both": { "type": ["string", "integer"] },
+                "nested": { "items": { "type": ["number", "null"], "format": "double" } },
+                "id": { "type": "string", "format": "uuid" },
+            },
+        });
+        make_portable(&mut schema);
+        assert_eq!(
+            schema["properties"]["notes"],
+            json!({ "description": "Notes.",
+                    "anyOf": [{ "type": "string", "maxLength": 9 }, { "type": "null" }] })
+        );
+        assert_eq!(schema["properties"]["count"], json!({ "type": "integer" }));
+        assert_eq!(
+            schema["properties"]["both"],
+            json!({ "type": ["string", "integer"] })
+        );
+        assert_eq!(
+            schema["properties"]["nested"]["items"],
+            json!({ "anyOf": [{ "type": "number" }, { "type": "null" }] })
+        );
+        assert_eq!(schema["properties"]["id"]["format"], "uuid");
+    }
+
+    #[test]
+    fn no_tool_schema_keeps_a_type_list() {
+        let router = portable_router();
+        assert_eq!(router.map.len(), 12);
+        for route in router.map.values() {
+            let tool = &route.attr;
+            let text = serde_json::to_string(&(&tool.input_schema, &tool.output_schema)).unwrap();
+            assert!(!text.contains(r#""type":["#), "{}: {text}", tool.name);
+            assert!(
+                tool.output_schema.is_some(),
+                "{} has an output schema",
+                tool.name
+            );
+        }
+    }
 }

@@ -952,9 +952,9 @@ pub fn document() -> Value {
     d.streams_as(&mcp("/audit/stream"), "text/event-stream");
     d.streams_as(&mcp("/branches/{branch_id}/events"), "text/event-stream");
     d.query::<crate::routes::bookings::ShowBookingQuery>(&mcp("/bookings/{booking_id}"), "get");
+    let mcp_access = Some("access-mcp");
     {
         use crate::routes::routing as r;
-        let mcp_access = Some("access-mcp");
         op!(
             "post",
             mcp("/routing/incoming-call"),
@@ -1007,6 +1007,79 @@ pub fn document() -> Value {
             r::CallDistribution
         );
         d.query::<r::DistributionQuery>(&mcp("/routing/call-distribution"), "get");
+    }
+    {
+        use crate::routes::retell as r;
+        op!(
+            "put",
+            mcp("/integrations/retell"),
+            "integrations",
+            "Connect Retell: the API key it signs with (sealed at rest)",
+            manage,
+            r::RetellInput,
+            "200",
+            r::RetellConnection
+        );
+        op!(
+            "get",
+            mcp("/integrations/retell"),
+            "integrations",
+            "Whether Retell is connected, and the paths to give it",
+            Some("view-integrations"),
+            none,
+            "200",
+            r::RetellConnection
+        );
+        d.add(Op {
+            method: "delete",
+            path: &mcp("/integrations/retell"),
+            tag: "integrations",
+            summary: "Disconnect Retell",
+            permission: manage,
+            body: None,
+            status: "204",
+            response: None,
+        });
+        op!(
+            "post",
+            "/api/v2/webhooks/retell/{tenant_id}/inbound",
+            "webhooks",
+            "Retell's inbound-call webhook (x-retell-signature): routes the call, answers the agent, metadata and dynamic variables",
+            None,
+            serde_json::Value,
+            "200",
+            serde_json::Value
+        );
+        op!(
+            "post",
+            "/api/v2/webhooks/retell/{tenant_id}",
+            "webhooks",
+            "Retell call webhooks (x-retell-signature): call_started, call_ended, call_analyzed",
+            None,
+            serde_json::Value,
+            "200",
+            crate::routes::webhooks::WebhookOutcome
+        );
+        op!(
+            "post",
+            "/api/v2/webhooks/retell/{tenant_id}/functions/{name}",
+            "webhooks",
+            "Retell custom functions (x-retell-signature): check_availability, next_available, hold_slot, confirm_hold, cancel_booking, reschedule_booking",
+            None,
+            serde_json::Value,
+            "200",
+            serde_json::Value
+        );
+        op!(
+            "post",
+            "/mcp",
+            "mcp",
+            "Model Context Protocol (Streamable HTTP, JSON-RPC 2.0; both protocol eras): the booking tools",
+            mcp_access,
+            serde_json::Value,
+            "200",
+            serde_json::Value
+        );
     }
 
     let error = d.generator.subschema_for::<ErrorEnvelope>();
