@@ -1009,6 +1009,42 @@ pub fn document() -> Value {
         d.query::<r::DistributionQuery>(&mcp("/routing/call-distribution"), "get");
     }
     {
+        use crate::routes::call_log as c;
+        op!(
+            "get",
+            mcp("/calls"),
+            "routing",
+            "The call log, newest first",
+            None,
+            none,
+            "200",
+            c::CallLog
+        );
+        d.query::<c::CallsQuery>(&mcp("/calls"), "get");
+        op!(
+            "get",
+            mcp("/callbacks"),
+            "routing",
+            "Callers to ring back (calls that could not end in a booking)",
+            None,
+            none,
+            "200",
+            c::Callbacks
+        );
+        d.query::<c::CallbacksQuery>(&mcp("/callbacks"), "get");
+        let response = d.schema::<c::Callback>();
+        d.add(Op {
+            method: "post",
+            path: &mcp("/callbacks/{callback_id}/resolve"),
+            tag: "routing",
+            summary: "Mark a callback done",
+            permission: book,
+            body: None,
+            status: "200",
+            response,
+        });
+    }
+    {
         use crate::routes::retell as r;
         op!(
             "put",

@@ -72,6 +72,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::integrations::router())
         .merge(routes::admin::tenant_router())
         .merge(routes::routing::router())
+        .merge(routes::call_log::router())
         .merge(routes::retell::settings_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
         .layer(from_fn_with_state(state.clone(), require_api_key));

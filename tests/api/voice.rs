@@ -746,25 +746,56 @@ async fn an_analysed_call_becomes_a_phone_booking_or_a_callback_task(pool: PgPoo
     let (_, body) = retell(&app, &path, &nothing, Some(RETELL_KEY), 0).await;
     assert_eq!(body["reason"], "no appointment requested", "{body}");
 
-    let tasks: Vec<(String, Option<String>, String)> =
-        sqlx::query_as("SELECT call_id, phone, reason FROM callback_tasks ORDER BY call_id")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(tasks.len(), 2, "{tasks:?}");
-    assert_eq!(tasks[0].0, "call_late");
-    assert_eq!(tasks[0].1.as_deref(), Some("0170 1234567"));
-    assert_eq!(tasks[1].0, "call_vague");
-    let outcomes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT call_id, outcome FROM calls WHERE status = 'analyzed' ORDER BY call_id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    let outcomes: Vec<(&str, &str)> = outcomes
+    // Managers see the callbacks and mark them done.
+    let (status, open) = app.get(&salon.key, "/api/v2/mcp/callbacks").await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    let tasks = open["data"].as_array().unwrap();
+    let mut calls: Vec<&str> = tasks
         .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .map(|t| t["call_id"].as_str().unwrap())
         .collect();
+    calls.sort_unstable();
+    assert_eq!(calls, ["call_late", "call_vague"], "{open}");
+    let late = tasks.iter().find(|t| t["call_id"] == "call_late").unwrap();
+    assert_eq!(late["phone"], "0170 1234567");
+    assert_eq!(late["details"]["customer_name"], "Max");
+    let resolve = format!(
+        "/api/v2/mcp/callbacks/{}/resolve",
+        late["id"].as_str().unwrap()
+    );
+    let (status, done) = app.post(&salon.key, &resolve, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "resolved");
+    let (_, open) = app.get(&salon.key, "/api/v2/mcp/callbacks").await;
+    assert_eq!(open["data"].as_array().unwrap().len(), 1, "{open}");
+    let stranger = app.seed_salon("Other", "professional").await;
+    let (_, theirs) = app
+        .get(&stranger.key, "/api/v2/mcp/callbacks?status=resolved")
+        .await;
+    assert_eq!(
+        theirs["data"],
+        json!([]),
+        "another tenant sees none: {theirs}"
+    );
+    assert_eq!(
+        app.post(&stranger.key, &resolve, json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, log) = app.get(&salon.key, "/api/v2/mcp/calls").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let mut outcomes: Vec<(&str, &str)> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["call_id"].as_str().unwrap(),
+                c["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    outcomes.sort_unstable();
     assert_eq!(
         outcomes,
         [

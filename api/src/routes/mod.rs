@@ -6,6 +6,7 @@ pub mod audit;
 pub mod availability;
 pub mod bookings;
 pub mod branches;
+pub mod call_log;
 pub mod customers;
 pub mod dashboard;
 pub mod health;
