@@ -51,6 +51,15 @@ where
     }
 }
 
+/// The tests' HTTP client: a request that hangs fails the test after a minute instead of
+/// holding up the whole run.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}
+
 /// The URL of the test's database, derived from `DATABASE_URL` and the pool's database name.
 pub(crate) fn database_url(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
@@ -189,7 +198,7 @@ impl TestApp {
             address,
             pool,
             nats,
-            http: reqwest::Client::new(),
+            http: http_client(),
             stops: vec![stop],
         }
     }
@@ -205,7 +214,7 @@ impl TestApp {
             address,
             pool,
             nats,
-            http: reqwest::Client::new(),
+            http: http_client(),
             stops: vec![stop],
         }
     }
@@ -217,7 +226,7 @@ impl TestApp {
             address: String::new(),
             pool,
             nats: NatsServer::start(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             stops: vec![],
         }
     }
