@@ -122,6 +122,9 @@ pub struct ServeConfig {
     /// Integrations: timeouts, retries, circuit breakers, credentials.
     #[command(flatten)]
     pub integrations: IntegrationConfig,
+    /// Requests per API key and window, by plan.
+    #[command(flatten)]
+    pub rate_limits: RateLimitConfig,
     /// Where sagas, timers and circuit breakers read the time (tests move it).
     #[arg(skip = system_clock())]
     pub clock: sagas::SharedClock,
@@ -390,6 +393,34 @@ impl Default for IntegrationConfig {
             stripe_api_url: "https://api.stripe.com".to_owned(),
             stripe_secret_key: None,
             stripe_webhook_secret: None,
+        }
+    }
+}
+
+/// Requests per API key and window, by the tenant's plan.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RateLimitConfig {
+    /// Requests per window for a basic-plan key.
+    #[arg(long, env = "MCP_RATE_LIMIT_BASIC", default_value_t = 100)]
+    pub rate_limit_basic: u32,
+    /// Requests per window for a professional-plan key.
+    #[arg(long, env = "MCP_RATE_LIMIT_PRO", default_value_t = 1000)]
+    pub rate_limit_pro: u32,
+    /// Requests per window for an enterprise-plan key.
+    #[arg(long, env = "MCP_RATE_LIMIT_ENTERPRISE", default_value_t = 10_000)]
+    pub rate_limit_enterprise: u32,
+    /// The window, in seconds.
+    #[arg(long, env = "MCP_RATE_LIMIT_WINDOW", default_value_t = 3600)]
+    pub rate_limit_window: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_basic: 100,
+            rate_limit_pro: 1000,
+            rate_limit_enterprise: 10_000,
+            rate_limit_window: 3600,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod mcp;
 pub mod openapi;
+pub mod rate_limit;
 pub mod reads;
 pub mod routes;
 pub mod startup;

@@ -70,6 +70,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .nest_service("/mcp", service)
         .layer(from_fn(require_mcp_access))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::limit_requests,
+        ))
         .layer(from_fn_with_state(state.clone(), require_api_key))
 }
 

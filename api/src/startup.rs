@@ -30,6 +30,7 @@ use crate::config::{DatabaseConfig, ServeConfig};
 use crate::error::{method_not_allowed, route_not_found};
 use crate::idempotency::{MAX_BODY, idempotent_posts};
 use crate::integrations::{Integrations, Sagas};
+use crate::rate_limit::limit_requests;
 use crate::routes;
 use crate::state::{AppState, Shared};
 
@@ -56,6 +57,24 @@ pub fn build_commands(pool: &PgPool, config: CommandConfig) -> Commands<PgStore>
     Commands::new(store, Arc::new(PgDirectory::new(pool.clone())), config)
 }
 
+/// A NATS client; it starts even while NATS is down (the relay catches up when it returns).
+async fn connect_nats(url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .context("bad NATS_URL")
+}
+
+/// The write side's settings from the server's.
+fn command_config(config: &ServeConfig) -> CommandConfig {
+    CommandConfig {
+        hold_ttl: chrono::Duration::seconds(i64::from(config.booking_lock_timeout)),
+        max_advance_days: config.booking_max_advance_days,
+        ..CommandConfig::default()
+    }
+}
+
 /// The HTTP routes over `state`.
 pub fn app_router(state: AppState) -> Router {
     let tenant_routes = Router::new()
@@ -75,6 +94,7 @@ pub fn app_router(state: AppState) -> Router {
         .merge(routes::call_log::router())
         .merge(routes::retell::settings_router())
         .layer(from_fn_with_state(state.clone(), idempotent_posts))
+        .layer(from_fn_with_state(state.clone(), limit_requests))
         .layer(from_fn_with_state(state.clone(), require_api_key));
     let operator_routes = routes::admin::operator_router(state.clone())
         .layer(from_fn_with_state(state.clone(), idempotent_posts));
@@ -236,20 +256,8 @@ impl Application {
         install_crypto_provider();
         let pool = connect_database(&config.database).await?;
         MIGRATOR.run(&pool).await.context("migrations failed")?;
-        // Starts even while NATS is down: the relay catches up when it returns.
-        let nats = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(config.nats.nats_url.as_str())
-            .await
-            .context("bad NATS_URL")?;
-        let commands = build_commands(
-            &pool,
-            CommandConfig {
-                hold_ttl: chrono::Duration::seconds(i64::from(config.booking_lock_timeout)),
-                max_advance_days: config.booking_max_advance_days,
-                ..CommandConfig::default()
-            },
-        );
+        let nats = connect_nats(&config.nats.nats_url).await?;
+        let commands = build_commands(&pool, command_config(&config));
         let appends = commands.store().appends().clone();
         let relay = config.relay.then(|| RelayThread {
             database: config.database.clone(),
@@ -279,6 +287,8 @@ impl Application {
             calendars: projections::staff_calendar::CalendarCache::default(),
             operator_token: config.operator_token,
             mcp_allowed_hosts: config.mcp_allowed_hosts,
+            rate_limits: config.rate_limits,
+            plans: crate::rate_limit::PlanCache::default(),
         }));
         let listener = TcpListener::bind(config.bind)
             .await

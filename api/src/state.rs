@@ -46,6 +46,10 @@ pub struct Shared {
     pub operator_token: Option<SecretString>,
     /// Host names `/mcp` answers to.
     pub mcp_allowed_hosts: Vec<String>,
+    /// Requests per key and window, by plan.
+    pub rate_limits: crate::config::RateLimitConfig,
+    /// Tenants' plans, for the rate limits.
+    pub plans: crate::rate_limit::PlanCache,
 }
 
 impl std::ops::Deref for AppState {

@@ -17,6 +17,7 @@ mod live_updates;
 mod nats_outage;
 mod notifications;
 mod payments;
+mod rate_limits;
 mod read_models;
 mod refusals;
 mod relay_crash;

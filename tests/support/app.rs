@@ -125,6 +125,7 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
         bind: "127.0.0.1:0".parse().expect("addr"),
         operator_token: Some(SecretString::from(OPERATOR_TOKEN.to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        rate_limits: api::config::RateLimitConfig::default(),
         booking_lock_timeout: 300,
         booking_max_advance_days: 90,
         relay: true,
@@ -229,6 +230,18 @@ impl TestApp {
             http: http_client(),
             stops: vec![],
         }
+    }
+
+    /// Starts another instance, its configuration changed by `change`; returns its address.
+    pub(crate) async fn another_instance_with(
+        &mut self,
+        change: impl FnOnce(&mut ServeConfig),
+    ) -> String {
+        let mut config = serve_config(&database_url(&self.pool), &self.nats.url());
+        change(&mut config);
+        let (address, stop) = start_configured(config).await;
+        self.stops.push(stop);
+        address
     }
 
     /// Starts another instance on the same database and nats-server; returns its address.

@@ -370,6 +370,13 @@ async fn start_server(
         bind: "127.0.0.1:0".parse()?,
         operator_token: Some(SecretString::from("bench-operator".to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        // The benchmark measures the write side, not the limiter's refusals.
+        rate_limits: api::config::RateLimitConfig {
+            rate_limit_basic: u32::MAX,
+            rate_limit_pro: u32::MAX,
+            rate_limit_enterprise: u32::MAX,
+            rate_limit_window: 3600,
+        },
         booking_lock_timeout: 300,
         booking_max_advance_days: 365,
         relay: std::env::var("BENCH_RELAY").map_or(true, |v| v != "false"),
