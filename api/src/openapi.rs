@@ -258,6 +258,16 @@ pub fn document() -> Value {
         Health
     );
     op!(
+        "get",
+        mcp("/health/ready"),
+        "health",
+        "Readiness: Postgres, NATS, relay and projection backlogs (503 with the failing checks)",
+        None,
+        none,
+        "200",
+        crate::routes::health::Readiness
+    );
+    op!(
         "post",
         mcp("/api-keys"),
         "tenant",

@@ -19,6 +19,7 @@ mod notifications;
 mod payments;
 mod rate_limits;
 mod read_models;
+mod readiness;
 mod refusals;
 mod relay_crash;
 mod republish;

@@ -1,16 +1,26 @@
-//! Liveness: the process answers, and says how its dependencies are.
+//! Liveness (`/health`): the process answers, and says how its dependencies are. Readiness
+//! (`/health/ready`): whether this instance should take traffic: Postgres answers, NATS is
+//! connected, the relay and every projection are not far behind. An integration's open circuit
+//! is reported but does not make the instance unready: bookings go on without Cal.com, and
+//! every instance would see the same outage.
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
+use projections::{Bookings, StaffCalendars, Tenants};
 use schemars::JsonSchema;
 use serde::Serialize;
+use sqlx::PgPool;
 
+use crate::error::{ApiError, ErrorType};
 use crate::state::AppState;
 
 /// `/health`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
 }
 
 /// How bookingd and its dependencies are.
@@ -54,4 +64,134 @@ async fn health(State(app): State<AppState>) -> axum::Json<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         integrations,
     })
+}
+
+/// Events a relay or projection may be behind before the instance is not ready.
+const READY_MAX_BACKLOG: i64 = 1000;
+/// How long a committed event may wait for the relay.
+const READY_RELAY_STALL_SECONDS: f64 = 30.0;
+
+/// One readiness check.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Check {
+    /// `database`, `nats`, `relay`, `projection:<name>`, `integration:<name>`.
+    pub name: String,
+    /// Whether it passes.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Whether this instance should take traffic.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// Every check.
+    pub checks: Vec<Check>,
+}
+
+fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.to_owned(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+async fn ready(State(app): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
+    let mut checks = Vec::new();
+    let database = sqlx::query("SELECT 1").execute(&app.pool).await;
+    checks.push(check(
+        "database",
+        database.is_ok(),
+        match &database {
+            Ok(_) => "answers".to_owned(),
+            Err(e) => e.to_string(),
+        },
+    ));
+    let nats = app.nats.connection_state();
+    checks.push(check(
+        "nats",
+        nats == async_nats::connection::State::Connected,
+        nats.to_string(),
+    ));
+    if database.is_ok() {
+        checks.push(relay_check(&app.pool).await);
+        checks.extend(projection_checks(&app.pool).await);
+    }
+    for circuit in app.circuits.iter().map(|c| c.health()) {
+        checks.push(check(
+            &format!("integration:{}", circuit.name),
+            true,
+            format!("circuit {:?}", circuit.state).to_lowercase(),
+        ));
+    }
+    let failing: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    if failing.is_empty() {
+        return Ok(axum::Json(Readiness {
+            status: "ready".to_owned(),
+            checks,
+        }));
+    }
+    let message = format!("not ready: {}", failing.join(", "));
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorType::ServiceUnavailable,
+        message,
+    )
+    .with_details(serde_json::json!({ "checks": checks })))
+}
+
+/// Each projection's backlog.
+async fn projection_checks(pool: &PgPool) -> Vec<Check> {
+    [
+        projections::runner::status::<Bookings>(pool).await,
+        projections::runner::status::<Tenants>(pool).await,
+        projections::runner::status::<StaffCalendars>(pool).await,
+    ]
+    .into_iter()
+    .map(|status| match status {
+        Ok(s) => check(
+            &format!("projection:{}", s.name),
+            s.pending_events <= READY_MAX_BACKLOG,
+            format!(
+                "{} events behind, {} parked",
+                s.pending_events, s.parked_events
+            ),
+        ),
+        Err(e) => check("projection", false, e.to_string()),
+    })
+    .collect()
+}
+
+/// The relay: events committed but not yet published, and how long the oldest has waited.
+async fn relay_check(pool: &PgPool) -> Check {
+    let row: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+           FROM (SELECT e.recorded_at FROM events e, relay_checkpoint c
+                  WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)
+                  ORDER BY e.tx_id, e.position LIMIT $1) behind",
+    )
+    .bind(READY_MAX_BACKLOG + 1)
+    .fetch_one(pool)
+    .await;
+    match row {
+        Ok((behind, oldest)) => {
+            let waited = oldest.unwrap_or_default();
+            check(
+                "relay",
+                behind <= READY_MAX_BACKLOG && waited <= READY_RELAY_STALL_SECONDS,
+                format!(
+                    "{behind}{} events unpublished, the oldest for {waited:.1} s",
+                    if behind > READY_MAX_BACKLOG { "+" } else { "" },
+                ),
+            )
+        }
+        Err(e) => check("relay", false, e.to_string()),
+    }
 }

@@ -1,0 +1,78 @@
+//! Readiness: an instance says when it should not take traffic, and why.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+use crate::support::app::poll_until;
+
+async fn ready(app: &TestApp) -> (StatusCode, Value) {
+    let response = app
+        .http
+        .get(format!("{}/api/v2/mcp/health/ready", app.address))
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn an_instance_without_nats_is_not_ready_and_says_why(pool: PgPool) {
+    let mut app = TestApp::spawn(pool).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    let names: Vec<&str> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "database",
+        "nats",
+        "relay",
+        "projection:bookings",
+        "projection:tenants",
+        "projection:staff",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {body}");
+    }
+
+    app.nats.stop();
+    let down = poll_until(Duration::from_secs(15), || async {
+        ready(&app).await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(down, "still ready without NATS");
+    let (_, body) = ready(&app).await;
+    assert_eq!(body["error"]["type"], "SERVICE_UNAVAILABLE", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("nats"),
+        "{body}"
+    );
+    // Commands still work: events wait in Postgres for the relay.
+    let (status, booking) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), crate::support::app::berlin(2, 10, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+
+    app.nats.resume();
+    let back = poll_until(Duration::from_secs(30), || async {
+        ready(&app).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(
+        back,
+        "not ready again after NATS returned: {}",
+        ready(&app).await.1
+    );
+}
