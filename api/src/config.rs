@@ -125,6 +125,9 @@ pub struct ServeConfig {
     /// Requests per API key and window, by plan.
     #[command(flatten)]
     pub rate_limits: RateLimitConfig,
+    /// Whether `GET /metrics` answers (Prometheus text format).
+    #[arg(long, env = "MCP_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_enabled: bool,
     /// Where sagas, timers and circuit breakers read the time (tests move it).
     #[arg(skip = system_clock())]
     pub clock: sagas::SharedClock,

@@ -21,6 +21,7 @@ pub mod error;
 pub mod idempotency;
 pub mod integrations;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod reads;

@@ -259,6 +259,16 @@ pub fn document() -> Value {
     );
     op!(
         "get",
+        "/metrics",
+        "health",
+        "Prometheus metrics (text format 0.0.4): requests, durations, in-flight, circuits, event store, relay, projections, consumers, saga jobs, holds, conflicts",
+        None,
+        none,
+        "200",
+        String
+    );
+    op!(
+        "get",
         mcp("/health/ready"),
         "health",
         "Readiness: Postgres, NATS, relay and projection backlogs (503 with the failing checks)",

@@ -104,6 +104,8 @@ pub fn app_router(state: AppState) -> Router {
         .nest("/api/v2/webhooks", routes::webhooks::router())
         .merge(crate::mcp::router(&state))
         .route("/api/v2/openapi.json", get(openapi))
+        .route("/metrics", get(crate::metrics::scrape))
+        .route_layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -289,6 +291,8 @@ impl Application {
             mcp_allowed_hosts: config.mcp_allowed_hosts,
             rate_limits: config.rate_limits,
             plans: crate::rate_limit::PlanCache::default(),
+            http_metrics: crate::metrics::HttpMetrics::default(),
+            metrics_enabled: config.metrics_enabled,
         }));
         let listener = TcpListener::bind(config.bind)
             .await

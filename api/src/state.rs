@@ -50,6 +50,10 @@ pub struct Shared {
     pub rate_limits: crate::config::RateLimitConfig,
     /// Tenants' plans, for the rate limits.
     pub plans: crate::rate_limit::PlanCache,
+    /// Request counts and timings.
+    pub http_metrics: crate::metrics::HttpMetrics,
+    /// Whether `/metrics` answers.
+    pub metrics_enabled: bool,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,4 +1,5 @@
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::Ordering;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
@@ -246,11 +247,13 @@ where
                 });
             }
             Err(AggregateError::AggregateConflict) => {
+                crate::stats::CONFLICTS.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(aggregate = A::TYPE, id, attempt, "conflict; deciding again");
             }
             Err(e) => return Err(store_error(e)),
         }
     }
+    crate::stats::EXHAUSTED.fetch_add(1, Ordering::Relaxed);
     Err(CommandError::Conflict)
 }
 
@@ -363,6 +366,7 @@ where
                 ));
             }
             Err(CommandError::Conflict) => {
+                crate::stats::CONFLICTS.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     a = A::TYPE,
                     b = B::TYPE,
@@ -373,5 +377,6 @@ where
             Err(e) => return Err(e),
         }
     }
+    crate::stats::EXHAUSTED.fetch_add(1, Ordering::Relaxed);
     Err(CommandError::Conflict)
 }

@@ -30,6 +30,7 @@ mod ports;
 mod reschedule_booking;
 mod services;
 mod staff;
+pub mod stats;
 mod tenants;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@ mod double_booking;
 mod gap;
 mod idempotency_and_isolation;
 mod live_updates;
+mod metrics;
 mod nats_outage;
 mod notifications;
 mod payments;

@@ -125,6 +125,7 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
         bind: "127.0.0.1:0".parse().expect("addr"),
         operator_token: Some(SecretString::from(OPERATOR_TOKEN.to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        metrics_enabled: true,
         rate_limits: api::config::RateLimitConfig::default(),
         booking_lock_timeout: 300,
         booking_max_advance_days: 90,

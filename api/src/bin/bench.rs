@@ -370,6 +370,7 @@ async fn start_server(
         bind: "127.0.0.1:0".parse()?,
         operator_token: Some(SecretString::from("bench-operator".to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        metrics_enabled: true,
         // The benchmark measures the write side, not the limiter's refusals.
         rate_limits: api::config::RateLimitConfig {
             rate_limit_basic: u32::MAX,
