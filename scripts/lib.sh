@@ -5,6 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${BOOKINGD_TOOLS:-$HOME/.cache/bookingd/tools}"
 NATS_MIN_MINOR=10
 NATS_PIP_VERSION="2.15.1"
+PG_ADMIN_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -88,4 +89,52 @@ ensure_database() {
     local name="$1"
     psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 ||
         psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE \"$name\""
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a bookingd of its own (debug build) on a free port, with a fresh database $1 and a
+# nats-server ($2) of its own, seeded with the demo tenant; stops both and drops the database
+# on exit. Sets BOOKINGD_BIND, PRIVATE_KEY (an admin key of the demo tenant) and PRIVATE_WORK
+# (a scratch directory holding bookingd.log). Extra environment for bookingd may be exported
+# before the call.
+start_private_bookingd() {
+    local database="$1" nats_bin="$2" nats_port port
+    PRIVATE_WORK="$(mktemp -d)"
+    PRIVATE_PIDS=()
+    PRIVATE_DATABASE="$database"
+    trap stop_private_bookingd EXIT
+    nats_port="$(free_port)"
+    "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$PRIVATE_WORK/nats" >"$PRIVATE_WORK/nats.log" 2>&1 &
+    PRIVATE_PIDS+=($!)
+    export PGOPTIONS="--client-min-messages=warning"
+    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $database"
+    log "building bookingd"
+    (cd "$ROOT" && cargo build --locked -q -p api --bin bookingd)
+    port="$(free_port)"
+    export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/$database"
+    export NATS_URL="nats://127.0.0.1:$nats_port"
+    export BOOKINGD_BIND="127.0.0.1:$port"
+    export BOOKINGD_SAGAS="${BOOKINGD_SAGAS:-false}"
+    PRIVATE_KEY="$("$ROOT/target/debug/bookingd" demo | sed -n 's/^export BOOKINGD_KEY=//p')"
+    [ -n "$PRIVATE_KEY" ] || { echo "bookingd demo printed no key" >&2; exit 1; }
+    "$ROOT/target/debug/bookingd" serve >"$PRIVATE_WORK/bookingd.log" 2>&1 &
+    PRIVATE_PIDS+=($!)
+    for _ in $(seq 1 100); do
+        curl -sf "http://$BOOKINGD_BIND/api/v2/mcp/health" >/dev/null && return
+        sleep 0.2
+    done
+    echo "bookingd did not come up:" >&2
+    tail -n 50 "$PRIVATE_WORK/bookingd.log" >&2
+    exit 1
+}
+
+stop_private_bookingd() {
+    for pid in "${PRIVATE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PRIVATE_DATABASE WITH (FORCE)" || true
+    rm -rf "$PRIVATE_WORK"
 }

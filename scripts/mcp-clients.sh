@@ -24,50 +24,9 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     "$VENV/bin/pip" install -q "mcp==$MCP_SDK_VERSION"
 fi
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-nats_port="$(free_port)"
-"$NATS_BIN" -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
-pids+=($!)
-
-database="bookingd_mcp_clients"
-admin_url="postgres://postgres:postgres@127.0.0.1:5432/postgres"
-export PGOPTIONS="--client-min-messages=warning"
-psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
-psql "$admin_url" -qc "CREATE DATABASE $database"
-
-log "building bookingd"
-cargo build --locked -q -p api --bin bookingd
-port="$(free_port)"
-export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/$database"
-export NATS_URL="nats://127.0.0.1:$nats_port"
-export BOOKINGD_BIND="127.0.0.1:$port"
-export BOOKINGD_SAGAS=false
-key="$(./target/debug/bookingd demo | sed -n 's/^export BOOKINGD_KEY=//p')"
-[ -n "$key" ] || { echo "bookingd demo printed no key" >&2; exit 1; }
-
-./target/debug/bookingd serve >"$work/bookingd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-    curl -sf "http://$BOOKINGD_BIND/api/v2/mcp/health" >/dev/null && break
-    sleep 0.2
-done
-curl -sf "http://$BOOKINGD_BIND/api/v2/mcp/health" >/dev/null || {
-    echo "bookingd did not come up:" >&2
-    tail -n 50 "$work/bookingd.log" >&2
-    exit 1
-}
+start_private_bookingd bookingd_mcp_clients "$NATS_BIN"
+key="$PRIVATE_KEY"
+work="$PRIVATE_WORK"
 
 status=0
 for mode in auto legacy; do
@@ -97,5 +56,4 @@ if [ "$status" -ne 0 ]; then
     echo "bookingd's log:" >&2
     tail -n 50 "$work/bookingd.log" >&2
 fi
-psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
 exit "$status"

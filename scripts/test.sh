@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and the system tests, which need PostgreSQL (each test gets a
 # database of its own) and a nats-server binary (each test starts its own on a free port);
-# then the official MCP Python SDK against a running bookingd (scripts/mcp-clients.sh).
+# then the official MCP Python SDK against a running bookingd (scripts/mcp-clients.sh) and a
+# schemathesis pass over the OpenAPI document (scripts/fuzz-api.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -18,4 +19,6 @@ cargo test --workspace --locked "$@"
 if [ "$#" -eq 0 ]; then
     log "MCP clients against a running bookingd"
     bash scripts/mcp-clients.sh
+    log "schemathesis against the OpenAPI document (${FUZZ_SECONDS:-60} s)"
+    bash scripts/fuzz-api.sh
 fi
