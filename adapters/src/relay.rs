@@ -28,6 +28,9 @@ use tokio::sync::watch;
 
 use crate::appends::{Appends, NOTIFY_CHANNEL};
 
+/// How long a stopping relay keeps publishing what is committed.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// The advisory lock key that elects the relay leader ("bkrelay!" as an integer).
 const LEADER_LOCK: i64 = 0x626b_7265_6c61_7921;
 
@@ -423,7 +426,7 @@ impl Relay {
             // horizon; what committed since has signalled and is picked up after the wait.
             while self.round(lease).await? >= self.batch_len() {}
             if *shutdown.borrow() {
-                return Ok(());
+                return self.drain(lease).await;
             }
             let appended_here = async {
                 match local.as_mut() {
@@ -439,12 +442,38 @@ impl Relay {
                 () = appended_here => {}
                 notification = listener.recv() => { notification?; }
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = shutdown.changed() => {
-                    // Publish what is committed before stopping.
-                    while self.round(lease).await? > 0 {}
-                    return Ok(());
-                }
+                _ = shutdown.changed() => return self.drain(lease).await,
             }
+        }
+    }
+
+    /// Publishes what is committed before stopping: rounds until no committed event is left
+    /// after the cursor. A transaction anywhere in the cluster can hold the horizon back for a
+    /// moment, so an empty round alone does not mean done; after `DRAIN_LIMIT` the rest is left
+    /// to the next leader.
+    async fn drain(&self, lease: &mut Lease) -> Result<(), RelayError> {
+        let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+        loop {
+            if self.round(lease).await? > 0 {
+                continue;
+            }
+            let left: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, position) > ($1::xid8, $2))",
+            )
+            .bind(&lease.tx_id)
+            .bind(lease.position)
+            .fetch_one(&mut lease.conn)
+            .await?;
+            if !left {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                tracing::warn!(
+                    "stopping with committed events unpublished; the next leader publishes them"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -1,7 +1,7 @@
 //! The one place everything is wired: pool, migrations, NATS, the write side, the relay and
 //! the HTTP server, all stopped by one shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -340,8 +340,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "bookingd listening");
         let (stop, stopped) = watch::channel(false);
+        // The relay and the announcer stop after the workers, so that no transaction of theirs
+        // holds the relay's horizon back while it publishes the last events.
+        let (stop_relay, relay_stopped) = watch::channel(false);
         let (pool, appends) = self.announcer;
-        tokio::spawn(adapters::appends::announce(pool, appends, stopped.clone()));
+        tokio::spawn(adapters::appends::announce(
+            pool,
+            appends,
+            relay_stopped.clone(),
+        ));
         let mut workers = self
             .projections
             .map(|workers| workers.spawn(&stopped))
@@ -352,20 +359,17 @@ impl Application {
         let relay = match self.relay {
             Some(relay) => Some(
                 relay
-                    .spawn(stopped)
+                    .spawn(relay_stopped)
                     .context("cannot start the relay thread")?,
             ),
             None => None,
         };
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await?;
+        serve_until(self.listener, self.router, shutdown).await?;
+        let _ = stop.send(true);
         for worker in workers {
             let _ = worker.await;
         }
+        let _ = stop_relay.send(true);
         if let Some(relay) = relay {
             let joined = tokio::task::spawn_blocking(move || relay.join());
             if tokio::time::timeout(Duration::from_secs(10), joined)
@@ -378,6 +382,42 @@ impl Application {
         Ok(())
     }
 }
+
+/// Serves until `shutdown`; then stops accepting and lets the requests in flight finish, for
+/// at most `DRAIN_TIMEOUT` (live streams never do). The caller then stops the workers and the
+/// relay, which publishes what has been committed before it exits.
+async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = signalled.send(());
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        served = &mut server => served??,
+        _ = on_signal => {
+            tracing::info!("shutting down: finishing the requests in flight");
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(served) => served??,
+                Err(_) => {
+                    tracing::warn!("requests still open after {DRAIN_TIMEOUT:?}; closing them");
+                    server.abort();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long requests in flight may take to finish once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Completes on SIGTERM or ctrl-c.
 pub async fn shutdown_signal() {

@@ -97,3 +97,89 @@ async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(p
     );
     assert_stream_matches_store(&pool, &app.nats.url()).await;
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn sigterm_mid_load_finishes_the_requests_in_flight_and_publishes_them(pool: PgPool) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let url = database_url(&pool);
+    let mut bookingd = BookingdProcess::start(&url, &app.nats.url()).await;
+    app.address = bookingd.address.clone();
+    let salon = app.seed_salon("Salon", "enterprise").await;
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, None, berlin(2, 10, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let booking = body["data"]["id"].as_str().unwrap().to_owned();
+
+    // Changes to one booking, 32 at a time, until bookingd stops answering.
+    let done = Arc::new(AtomicUsize::new(0));
+    let path = format!("/api/v2/mcp/bookings/{booking}");
+    let load = {
+        let (http, address, key, done) = (
+            app.http.clone(),
+            app.address.clone(),
+            salon.key.clone(),
+            done.clone(),
+        );
+        tokio::spawn(async move {
+            futures::stream::iter(0..3000)
+                .map(|i| {
+                    let (http, address, key, done, path) = (
+                        http.clone(),
+                        address.clone(),
+                        key.clone(),
+                        done.clone(),
+                        path.clone(),
+                    );
+                    async move {
+                        let answered = http
+                            .request(Method::PUT, format!("{address}{path}"))
+                            .bearer_auth(&key)
+                            .json(&json!({ "notes": format!("note {i}") }))
+                            .send()
+                            .await;
+                        if answered.is_ok_and(|r| r.status() == StatusCode::OK) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<()>>()
+                .await
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            done.load(Ordering::Relaxed) >= 200
+        })
+        .await,
+        "load did not start"
+    );
+    let exit = bookingd.terminate().await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "bookingd did not exit cleanly: {exit:?}"
+    );
+    load.await.unwrap();
+    let answered = done.load(Ordering::Relaxed);
+    assert!(
+        answered < 3000,
+        "bookingd stopped after the load had finished"
+    );
+
+    // Every change answered 200 is in the store, and no other: nothing half-done.
+    let (changes,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'BookingDetailsUpdated'",
+    )
+    .bind(&booking)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(usize::try_from(changes).unwrap(), answered);
+    // Before it exited, the relay published everything committed: no restart needed.
+    assert_stream_matches_store(&pool, &app.nats.url()).await;
+}

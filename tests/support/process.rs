@@ -51,6 +51,21 @@ impl BookingdProcess {
         Self { child, address }
     }
 
+    /// SIGTERM, then waits (at most a minute) for the process to exit; its exit status.
+    pub(crate) async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "could not send SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
