@@ -22,6 +22,10 @@ where
     F: Future<Output = Result<T, PortError>>,
 {
     breaker.permit()?;
+    let request = match sagas::runtime::current_correlation() {
+        Some(correlation) => request.header("traceparent", traceparent(correlation)),
+        None => request,
+    };
     let result = match request.timeout(timeout).send().await {
         Err(e) if e.is_timeout() => Err(PortError::Transient(format!(
             "{service} did not answer within {} s",
@@ -32,6 +36,13 @@ where
     };
     breaker.record(&result);
     result
+}
+
+/// A W3C `traceparent` whose trace id is the correlation id (both are 16 bytes), with a fresh
+/// span id for this call.
+pub(crate) fn traceparent(correlation: uuid::Uuid) -> String {
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{}-{span}-01", correlation.simple())
 }
 
 /// The first of `headers` holding a number of seconds (`Retry-After`, a rate limit's reset).

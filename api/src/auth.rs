@@ -88,12 +88,48 @@ pub struct Caller {
     pub meta: CommandMeta,
 }
 
-/// The request's correlation id: `X-Correlation-Id` or `X-Request-Id` if it is a UUID, else new.
+/// The request's correlation id: the trace id of a W3C `traceparent`, else `X-Correlation-Id`
+/// or `X-Request-Id` if it is a UUID, else new. [`correlate`] makes sure there is one, so every
+/// reader of a request agrees.
 pub fn correlation_id(headers: &HeaderMap) -> Uuid {
-    ["x-correlation-id", "x-request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok()?.parse().ok())
-        .unwrap_or_else(Uuid::now_v7)
+    given_correlation(headers).unwrap_or_else(Uuid::now_v7)
+}
+
+fn given_correlation(headers: &HeaderMap) -> Option<Uuid> {
+    let traced = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id);
+    traced.or_else(|| {
+        ["x-correlation-id", "x-request-id"]
+            .iter()
+            .find_map(|h| headers.get(*h)?.to_str().ok()?.parse().ok())
+    })
+}
+
+/// The trace id of `00-<32 hex>-<16 hex>-<2 hex>` (all zeros is invalid).
+fn trace_id(traceparent: &str) -> Option<Uuid> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2 || trace.len() != 32 || span.len() != 16 {
+        return None;
+    }
+    Uuid::try_parse(trace).ok().filter(|id| !id.is_nil())
+}
+
+/// Middleware, outermost: gives a request without a correlation id a new one (as
+/// `X-Correlation-Id`), so its log span, its events and its answer share one; the answer
+/// carries it back.
+pub async fn correlate(mut request: Request, next: Next) -> Response {
+    let id = given_correlation(request.headers()).unwrap_or_else(Uuid::now_v7);
+    let value = axum::http::HeaderValue::from_str(&id.to_string())
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static(""));
+    request
+        .headers_mut()
+        .insert("x-correlation-id", value.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-correlation-id", value);
+    response
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -144,6 +180,35 @@ impl FromRequestParts<AppState> for Operator {
             Ok(Self)
         } else {
             Err(ApiError::unauthorized("invalid operator token"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod correlation_tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_gives_its_trace_id_and_wins_over_other_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert("x-correlation-id", Uuid::nil().to_string().parse().unwrap());
+        assert_eq!(
+            correlation_id(&headers).to_string(),
+            "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
+        );
+        for bad in [
+            "00-0000000000000000000000000000000-00f067aa0ba902b7-01",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            headers.insert("traceparent", bad.parse().unwrap());
+            assert_eq!(correlation_id(&headers), Uuid::nil(), "{bad}");
         }
     }
 }

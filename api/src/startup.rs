@@ -109,8 +109,19 @@ pub fn app_router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn(crate::auth::correlate))
         .with_state(state)
+}
+
+/// Each request's log span, with the correlation id its events carry.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        correlation_id = %crate::auth::correlation_id(request.headers()),
+    )
 }
 
 static OPENAPI: LazyLock<Value> = LazyLock::new(crate::openapi::document);

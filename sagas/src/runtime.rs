@@ -19,6 +19,17 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+tokio::task_local! {
+    /// The correlation id of the job being performed, for the calls it makes.
+    static CORRELATION: Uuid;
+}
+
+/// The correlation id of the saga step running on this task, if any: outbound calls carry it
+/// (W3C `traceparent`), so one id leads from the request through the events to them.
+pub fn current_correlation() -> Option<Uuid> {
+    CORRELATION.try_with(|c| *c).ok()
+}
+
 /// An event as a saga receives it.
 #[derive(Debug, Clone)]
 pub struct SagaEvent {
@@ -426,7 +437,11 @@ pub async fn run_due<D: Driver>(
             return Ok(ran);
         }
         ran += runs.len();
-        let outcomes = futures::future::join_all(runs.iter().map(|run| driver.perform(run))).await;
+        let outcomes = futures::future::join_all(
+            runs.iter()
+                .map(|run| CORRELATION.scope(run.correlation_id, driver.perform(run))),
+        )
+        .await;
         for (run, outcome) in runs.iter().zip(outcomes) {
             tracing::debug!(saga = D::Saga::NAME, instance = %run.instance_id, job = %run.name, ?outcome, "job performed");
             settle::<D::Saga>(pool, run, outcome, now()).await?;

@@ -154,18 +154,45 @@ async fn create_reschedule_and_cancel_reach_calcom_and_the_booking_records_them(
     connect(&app, &salon).await;
 
     let start = berlin(2, 10, 0);
-    let (status, created) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(&salon, Some(0), start),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    // A trace id given by the caller follows the booking to Cal.com.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = app
+        .http
+        .post(format!("{}/api/v2/mcp/bookings", app.address))
+        .bearer_auth(&salon.key)
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&TestApp::booking(&salon, Some(0), start))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let correlation = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736";
+    assert_eq!(response.headers()["x-correlation-id"], correlation);
+    let created: Value = response.json().await.unwrap();
     let booking = created["data"]["id"].as_str().unwrap().to_owned();
     let sync = synced_uid(&app, &salon, &booking, "cal-1").await;
     assert_eq!(sync["state"], "synced", "{sync}");
     let received = requests(&calcom, 1).await;
+    let traceparent = received[0].headers["traceparent"].to_str().unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{trace}-")),
+        "{traceparent}"
+    );
+    let (event_id, stored): (String, String) = sqlx::query_as(
+        "SELECT metadata->>'event_id', metadata->>'correlation_id' FROM events
+          WHERE aggregate_id = $1 AND event_type = 'BookingCreated'",
+    )
+    .bind(&booking)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, correlation);
+    let published = crate::support::stream::read_stream(&app.nats.url()).await;
+    let message = published
+        .iter()
+        .find(|m| m.msg_id == event_id)
+        .expect("on the stream");
+    assert_eq!(message.correlation_id.as_deref(), Some(correlation));
     assert_call(
         &received[0],
         "POST",

@@ -15,6 +15,8 @@ pub(crate) struct Published {
     pub(crate) subject: String,
     /// The envelope.
     pub(crate) body: Value,
+    /// `Bookingd-Correlation-Id`.
+    pub(crate) correlation_id: Option<String>,
 }
 
 /// Every message of `EVENTS`, read with an ephemeral consumer from the start.
@@ -50,7 +52,13 @@ pub(crate) async fn read_stream(nats_url: &str) -> Vec<Published> {
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
+        let correlation_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Bookingd-Correlation-Id"))
+            .map(|v| v.as_str().to_owned());
         out.push(Published {
+            correlation_id,
             msg_id,
             subject: message.subject.to_string(),
             body: serde_json::from_slice(&message.payload).expect("json"),
