@@ -403,6 +403,46 @@ async fn sync_state(
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_slow_calcom_never_holds_up_bookings(pool: PgPool) {
+    let calcom = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(5)))
+        .mount(&calcom)
+        .await;
+    let (app, salon, _clock) = connected_salon(pool, &calcom, |c| {
+        c.integrations.timeout = 2.0;
+        c.integrations.max_retries = 0;
+    })
+    .await;
+    let booking = book(&app, &salon, 2, 10).await;
+    // While its slow call is in flight, more bookings are made: none waits for Cal.com.
+    let _ = requests(&calcom, 1).await;
+    let mut meanwhile = Vec::new();
+    for hour in [11, 13, 14] {
+        meanwhile.push(book(&app, &salon, 2, hour).await);
+    }
+    let _ = sync_state(&app, &salon, &booking, |b| {
+        b["calendar_sync"]["attempts"] == 1
+    })
+    .await;
+    let (answered_before,): (bool,) = sqlx::query_as(
+        "SELECT max(recorded_at) FILTER (WHERE aggregate_id = ANY($2) AND event_type = 'BookingCreated')
+              < max(recorded_at) FILTER (WHERE aggregate_id = $1 AND event_type = 'CalendarSyncFailed')
+           FROM events",
+    )
+    .bind(&booking)
+    .bind(&meanwhile)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        answered_before,
+        "the other bookings waited for the slow Cal.com call"
+    );
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_slow_calcom_is_cut_at_the_timeout_and_the_sync_is_retried_later(pool: PgPool) {
     let calcom = MockServer::start().await;
     Mock::given(method("POST"))
