@@ -110,11 +110,14 @@ impl Idempotency {
         status: u16,
         body: &Value,
     ) -> Result<(), sqlx::Error> {
+        // Postgres's jsonb cannot hold NUL; an answer may echo one from the request.
+        let mut body = body.clone();
+        without_nul(&mut body);
         sqlx::query("UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE tenant_id = $1 AND key = $2")
             .bind(tenant.0)
             .bind(key)
             .bind(i16::try_from(status).unwrap_or(500))
-            .bind(body)
+            .bind(&body)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -128,5 +131,38 @@ impl Idempotency {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// Replaces every NUL in `value`'s strings and keys with U+FFFD.
+fn without_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{fffd}"),
+        Value::Array(items) => items.iter_mut().for_each(without_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v))
+                    .collect();
+            }
+            map.values_mut().for_each(without_nul);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_replaced_in_strings_and_keys() {
+        let mut value = serde_json::json!({ "a\u{0}": ["x\u{0}y", 1], "b": "ok" });
+        without_nul(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({ "a\u{fffd}": ["x\u{fffd}y", 1], "b": "ok" })
+        );
     }
 }

@@ -382,3 +382,35 @@ async fn malformed_requests_and_missing_rights_use_the_envelope(pool: PgPool) {
     assert_eq!(status, StatusCode::OK, "reading needs no permission");
     assert_eq!(app.event_count().await, before);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn nul_characters_are_refused_not_a_server_error(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    // A refusal that echoes the NUL is still answered, and remembered for its key.
+    let body = serde_json::json!({ "name": "Anna", "branch_id": salon.branch_id,
+        "schedule": { "mon\u{0}day": { "ranges": [] } } });
+    for _ in 0..2 {
+        let (status, answer) = crate::support::app::call_at(
+            &app.http,
+            &app.address,
+            Method::POST,
+            &salon.key,
+            "/api/v2/mcp/staff",
+            Some(body.clone()),
+            Some("nul-key"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    }
+    // Text with a NUL is refused by the rules, never reaching the event store.
+    let (status, answer) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/staff",
+            serde_json::json!({ "name": "An\u{0}na", "branch_id": salon.branch_id,
+                "schedule": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+}

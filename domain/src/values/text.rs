@@ -1,7 +1,10 @@
 /// `value` trimmed, if it then has 1 to `max` characters.
 pub fn bounded_text(value: &str, max: usize) -> Option<String> {
     let trimmed = value.trim();
-    (!trimmed.is_empty() && trimmed.chars().count() <= max).then(|| trimmed.to_owned())
+    let printable = !trimmed
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    (printable && !trimmed.is_empty() && trimmed.chars().count() <= max).then(|| trimmed.to_owned())
 }
 
 /// Whether `value` can be an e-mail address (has an `@`, at most 254 bytes).
@@ -18,6 +21,14 @@ mod tests {
         assert_eq!(bounded_text("  Anna ", 10).as_deref(), Some("Anna"));
         assert_eq!(bounded_text("   ", 10), None);
         assert_eq!(bounded_text("abcdef", 5), None);
+        // Control characters (Postgres cannot store NUL in JSON at all) are refused; line
+        // breaks and tabs in free text are not.
+        assert_eq!(bounded_text("An\u{0}na", 10), None);
+        assert_eq!(bounded_text("An\u{19}na", 10), None);
+        assert_eq!(
+            bounded_text("line\nnext", 10).as_deref(),
+            Some("line\nnext")
+        );
     }
 
     #[test]
