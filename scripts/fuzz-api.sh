@@ -34,14 +34,15 @@ start_private_bookingd bookingd_fuzz "$NATS_BIN"
 log "schemathesis against http://$BOOKINGD_BIND/api/v2/openapi.json for ${FUZZ_SECONDS:-60} s"
 # Streams (SSE, NDJSON export) never end, so they are left out; everything else is in.
 status=0
-"$VENV/bin/schemathesis" run "http://$BOOKINGD_BIND/api/v2/openapi.json" \
+# Run from the scratch directory: schemathesis keeps a cache in the working directory.
+(cd "$PRIVATE_WORK" && "$VENV/bin/schemathesis" run "http://$BOOKINGD_BIND/api/v2/openapi.json" \
     --header "Authorization: Bearer $PRIVATE_KEY" \
     --checks not_a_server_error,response_schema_conformance \
     --phases examples,coverage,fuzzing,stateful \
     --exclude-path-regex '/(audit/stream|audit/export|branches/\{branch_id\}/events)$' \
     --max-time "${FUZZ_SECONDS:-60}" \
     --seed "${FUZZ_SEED:-20261127}" \
-    --no-color || status=$?
+    --no-color) || status=$?
 if [ "$status" -ne 0 ]; then
     echo "bookingd's log (errors):" >&2
     grep -E "ERROR|panicked" "$PRIVATE_WORK/bookingd.log" | tail -n 30 >&2 || true
