@@ -13,15 +13,7 @@ VENV="${BOOKINGD_FUZZ_VENV:-$HOME/.cache/bookingd/schemathesis-venv}"
 
 ensure_postgres
 NATS_BIN="$(ensure_nats_server)"
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+ensure_venv_package "$VENV" schemathesis "$SCHEMATHESIS_VERSION"
 
 # The fuzzer makes thousands of requests with one key: lift the limits so it tests the API,
 # not the limiter (tests/api/rate_limits.rs covers that).

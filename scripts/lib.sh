@@ -138,3 +138,19 @@ stop_private_bookingd() {
     psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PRIVATE_DATABASE WITH (FORCE)" || true
     rm -rf "$PRIVATE_WORK"
 }
+
+# Makes sure the virtual environment $1 holds PyPI package $2 at version $3 (installing
+# Debian's python3-venv first when the machine lacks it).
+ensure_venv_package() {
+    local venv="$1" package="$2" version="$3"
+    if "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$package') != '$version')" 2>/dev/null; then
+        return
+    fi
+    log "installing $package $version into $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "$package==$version"
+}

@@ -14,15 +14,7 @@ VENV="${BOOKINGD_MCP_VENV:-$HOME/.cache/bookingd/mcp-venv}"
 
 ensure_postgres
 NATS_BIN="$(ensure_nats_server)"
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_SDK_VERSION')" 2>/dev/null; then
-    log "installing the MCP Python SDK $MCP_SDK_VERSION into $VENV"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install -q "mcp==$MCP_SDK_VERSION"
-fi
+ensure_venv_package "$VENV" mcp "$MCP_SDK_VERSION"
 
 start_private_bookingd bookingd_mcp_clients "$NATS_BIN"
 key="$PRIVATE_KEY"

@@ -285,12 +285,12 @@ type PipelineRow = (i64, i64, Option<f64>, i64, i64, i64);
 /// Head, relay backlog and its age, published, holds, parked events.
 async fn pipeline_row(pool: &sqlx::PgPool) -> Result<PipelineRow, sqlx::Error> {
     sqlx::query_as(
-        "SELECT (SELECT COALESCE(max(position), 0) FROM events),
-                (SELECT count(*) FROM events e, relay_checkpoint c
-                  WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)),
-                (SELECT extract(epoch FROM now() - min(e.recorded_at))::float8
-                   FROM events e, relay_checkpoint c
-                  WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)),
+        "WITH unpublished AS (
+             SELECT e.recorded_at FROM events e, relay_checkpoint c
+              WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position))
+         SELECT (SELECT COALESCE(max(position), 0) FROM events),
+                (SELECT count(*) FROM unpublished),
+                (SELECT extract(epoch FROM now() - min(recorded_at))::float8 FROM unpublished),
                 (SELECT COALESCE(sum(published), 0)::bigint FROM relay_checkpoint),
                 (SELECT count(*) FROM calendar_entries WHERE held_until > now()),
                 (SELECT count(*) FROM dead_letters)",
