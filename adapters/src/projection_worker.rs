@@ -3,9 +3,10 @@
 //!
 //! The messages that have arrived are applied together in one transaction (each event's write
 //! and offset behind its own savepoint), then acked one by one.
-//! A message that cannot be applied yet (its predecessor is not in) or failed is handed back
-//! with a growing delay; once it has been delivered `max_deliver` times it is parked in
-//! `dead_letters` and acked, so that the consumer moves on. Several workers (in one process or
+//! A message that failed is handed back with a growing delay; once it has been delivered
+//! `max_deliver` times it is parked in `dead_letters` and acked, so that the consumer moves on.
+//! One that cannot be applied yet (its predecessor is not in) waits for it, however long,
+//! unless the predecessor is parked. Several workers (in one process or
 //! several) may share a consumer: the offsets keep the order per aggregate.
 
 use std::time::Duration;
@@ -27,7 +28,8 @@ use crate::relay::{RelayConfig, ensure_stream};
 pub struct WorkerConfig {
     /// Messages delivered but not yet acked, at most.
     pub max_ack_pending: i64,
-    /// Deliveries before an event is parked.
+    /// Deliveries of an event that fails before it is parked. An event waiting for an earlier
+    /// one of its aggregate is not parked for that: it waits as long as it takes.
     pub max_deliver: i64,
     /// Redelivery when a message is neither acked nor handed back.
     pub ack_wait: Duration,
@@ -84,7 +86,8 @@ pub(crate) async fn durable_consumer(
             .collect(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: config.ack_wait,
-        max_deliver: config.max_deliver,
+        // Unbounded: the worker decides when to park (see `WorkerConfig::max_deliver`).
+        max_deliver: -1,
         max_ack_pending: config.max_ack_pending,
         ..Default::default()
     };
@@ -93,6 +96,36 @@ pub(crate) async fn durable_consumer(
         Ok(consumer) => Ok(consumer),
         Err(_) => stream.update_consumer(consumer).await.map_err(bus),
     }
+}
+
+/// Hands back an event whose predecessor is not in yet. It waits however long that takes
+/// (a predecessor delivered to a process that died comes back only after `ack_wait`), unless
+/// the predecessor is parked: then it is parked behind it, in order.
+pub(crate) async fn wait_for_predecessor(
+    (pool, consumer, config): (&PgPool, &str, &WorkerConfig),
+    message: Message,
+    event: &StoredEvent,
+) -> Result<(), WorkerError> {
+    let delivered = message.info().map_or(1, |i| i.delivered);
+    if dead_letters::parked_before(pool, consumer, event).await? {
+        let attempts = i32::try_from(delivered).unwrap_or(i32::MAX);
+        let why = "an earlier event of its aggregate is parked";
+        tracing::error!(consumer, event_id = %event.event_id, position = event.position, "event parked: {why}");
+        dead_letters::park(pool, consumer, event, why, attempts).await?;
+        return message.ack_with(AckKind::Term).await.map_err(bus);
+    }
+    if delivered % 20 == 0 {
+        tracing::warn!(
+            consumer,
+            position = event.position,
+            delivered,
+            "still waiting for an earlier event of its aggregate"
+        );
+    }
+    message
+        .ack_with(AckKind::Nak(Some(config.delay(delivered))))
+        .await
+        .map_err(bus)
 }
 
 /// Messages applied in one transaction, at most.
@@ -230,7 +263,10 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
                 return message.ack().await.map_err(bus);
             }
-            Ok(Outcome::TooEarly) => "an earlier event of its aggregate is not applied".to_owned(),
+            Ok(Outcome::TooEarly) => {
+                let on = (&self.pool, P::NAME, &self.config);
+                return wait_for_predecessor(on, message, event).await;
+            }
             Err(ProjectionError::Raced) => {
                 return message
                     .ack_with(AckKind::Nak(Some(self.config.retry_delay)))

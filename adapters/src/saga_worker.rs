@@ -1,9 +1,10 @@
 //! Saga workers: a durable JetStream pull consumer per saga feeding `sagas::runtime::take`,
 //! and a runner that performs the saga's due jobs.
 //!
-//! An event is acked once its step has committed (or was committed before); one whose
-//! predecessor is not in yet, or whose step failed, is handed back with a growing delay and,
-//! at its last delivery, parked in `dead_letters` under `saga:<name>` so the others flow on.
+//! An event is acked once its step has committed (or was committed before); one whose step
+//! failed is handed back with a growing delay and, at its last delivery, parked in
+//! `dead_letters` under `saga:<name>` so the others flow on; one whose predecessor is not in
+//! yet waits for it (see `projection_worker::wait_for_predecessor`).
 //! Jobs are claimed from Postgres for a lease, so any instance runs them and a dead one's
 //! claims lapse; a step that has set a job due now wakes the runner at once.
 
@@ -20,7 +21,9 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::projection_worker::{WorkerConfig, WorkerError, bus, durable_consumer};
+use crate::projection_worker::{
+    WorkerConfig, WorkerError, bus, durable_consumer, wait_for_predecessor,
+};
 
 /// How often the job runner looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
@@ -142,7 +145,11 @@ impl<D: Driver> SagaWorker<D> {
                     return message.ack().await.map_err(bus);
                 }
                 Ok(Taken::Seen | Taken::Ignored) => return message.ack().await.map_err(bus),
-                Ok(Taken::TooEarly) => "an earlier event of its aggregate is not taken".to_owned(),
+                Ok(Taken::TooEarly) => {
+                    let name = format!("saga:{}", D::Saga::NAME);
+                    let on = (&self.pool, name.as_str(), &self.config);
+                    return wait_for_predecessor(on, message, &stored).await;
+                }
                 Err(e) => e.to_string(),
             },
         };

@@ -33,15 +33,30 @@ impl<S: Store> Commands<S> {
             cutoff_hours: tenant.settings.booking_rules.cancellation_cutoff_hours,
             now: meta.now,
         };
-        let cancelled = self.run_booking(booking_id, command, meta).await?;
-        let Some(staff_id) = cancelled.state.staff_id else {
-            return Ok(cancelled);
+        let (booking, _) = self.booking(meta.tenant_id, booking_id).await?;
+        let Some(staff_id) = booking.staff_id else {
+            return self.run_booking(booking_id, command, meta).await;
         };
-        let released = self
-            .run_staff(staff_id, StaffCommand::ReleaseSlot { booking_id }, meta)
+        // The booking and its slot change in one transaction: a crash never leaves a
+        // cancelled booking holding its slot.
+        let release = StaffCommand::ReleaseSlot { booking_id };
+        let (cancelled, released) = self
+            .run_booking_and_staff(
+                (booking_id, command),
+                (staff_id, std::slice::from_ref(&release)),
+                meta,
+            )
             .await?;
+        let mut position = max_position(cancelled.position, released.position);
+        // Moved to someone else between the read and the cancel: free that slot too.
+        if let Some(moved_to) = cancelled.state.staff_id
+            && moved_to != staff_id
+        {
+            let released = self.run_staff(moved_to, release, meta).await?;
+            position = max_position(position, released.position);
+        }
         Ok(Outcome {
-            position: max_position(cancelled.position, released.position),
+            position,
             ..cancelled
         })
     }

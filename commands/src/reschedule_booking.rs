@@ -70,16 +70,20 @@ impl<S: Store> Commands<S> {
             now: meta.now,
         };
         self.run_staff(staff_to, hold, meta).await?;
-        // If this fails the new hold simply lapses; the old reservation is untouched.
-        let moved = self.run_booking(booking_id, command, meta).await?;
+        // The booking moves and the hold becomes its reservation in one transaction; if that
+        // fails, the new hold simply lapses and the old reservation is untouched.
         let confirm = StaffCommand::ConfirmReservation {
             booking_id,
             start: appointment.start,
             now: meta.now,
         };
-        let reserved = self.run_staff(staff_to, confirm, meta).await?;
+        let (moved, reserved) = self
+            .run_booking_and_staff((booking_id, command), (staff_to, &[confirm]), meta)
+            .await?;
         let mut position = max_position(moved.position, reserved.position);
         if staff_to != staff_from {
+            // A third aggregate, in a transaction of its own: a crash just before it leaves the
+            // old staff member's slot blocked, never double-booked.
             let released = self
                 .run_staff(staff_from, StaffCommand::ReleaseSlot { booking_id }, meta)
                 .await?;

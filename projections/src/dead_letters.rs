@@ -78,6 +78,25 @@ pub async fn park(
     Ok(())
 }
 
+/// Whether `consumer` has parked an earlier event of `event`'s aggregate: `event` can then
+/// never be applied in order, and is parked behind it.
+pub async fn parked_before(
+    pool: &PgPool,
+    consumer: &str,
+    event: &StoredEvent,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE projection = $1
+                          AND aggregate_type = $2 AND aggregate_id = $3 AND sequence < $4)",
+    )
+    .bind(consumer)
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(event.sequence)
+    .fetch_one(pool)
+    .await
+}
+
 /// The parked events, of one projection or all, in store order.
 pub async fn list(pool: &PgPool, projection: Option<&str>) -> Result<Vec<DeadLetter>, sqlx::Error> {
     sqlx::query_as(

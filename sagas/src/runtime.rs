@@ -311,13 +311,18 @@ async fn apply_jobs<S: Saga>(
             .execute(&mut *conn)
             .await?;
     }
+    // A job set again while a run of it is out keeps that run's claim and its count of
+    // claims: the new revision runs once the old one has settled (see `settle`), never beside
+    // it, and if the old run never settles (its process died, Postgres went away) the new one
+    // counts as a repeat, so it looks at what the unsettled run may have done first.
     for scheduled in &reaction.schedule {
         sqlx::query(
             "INSERT INTO saga_jobs (saga, instance_id, name, tenant_id, job, due_at, revision, correlation_id, causation_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (saga, instance_id, name) DO UPDATE SET
                  job = EXCLUDED.job, due_at = EXCLUDED.due_at, revision = EXCLUDED.revision,
-                 attempts = 0, claimed_until = NULL, last_error = NULL,
+                 attempts = CASE WHEN saga_jobs.claimed_until IS NULL THEN 0 ELSE saga_jobs.attempts END,
+                 claimed_until = saga_jobs.claimed_until, last_error = NULL,
                  correlation_id = EXCLUDED.correlation_id, causation_id = EXCLUDED.causation_id",
         )
         .bind(S::NAME)
@@ -402,6 +407,18 @@ pub async fn settle<S: Saga>(
     let reaction = S::settle(&state, &run.job, outcome, now);
     sqlx::query(
         "DELETE FROM saga_jobs WHERE saga = $1 AND instance_id = $2 AND name = $3 AND revision = $4",
+    )
+    .bind(S::NAME)
+    .bind(&run.instance_id)
+    .bind(&run.name)
+    .bind(run.revision)
+    .execute(&mut *tx)
+    .await?;
+    // Set again while this run was out: the new revision waited for this run to finish (it
+    // must see what this run did), and runs now, as a first attempt.
+    sqlx::query(
+        "UPDATE saga_jobs SET claimed_until = NULL, attempts = 0
+         WHERE saga = $1 AND instance_id = $2 AND name = $3 AND revision <> $4",
     )
     .bind(S::NAME)
     .bind(&run.instance_id)

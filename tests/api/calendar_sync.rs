@@ -2,7 +2,7 @@
 //! cancelled there, each call checked for its method, path, headers and body, and the booking
 //! records the outcome.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -14,25 +14,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::TestApp;
 use crate::support::app::{Salon, TEST_SECRET_KEY, berlin, database_url, poll_until};
+use crate::support::calcom::{EVENT_TYPE, StatefulCalcom, cal_booking};
 use crate::support::process::BookingdProcess;
 
 const API_KEY: &str = "cal_test_0123456789abcdef";
-const EVENT_TYPE: i64 = 4711;
-
-/// A Cal.com booking as API v2 returns it, at the start the request asked for.
-fn cal_booking(uid: &str, start: &str, status: &str, metadata: &Value) -> Value {
-    json!({
-        "status": "success",
-        "data": {
-            "id": 1, "uid": uid, "title": "Haircut", "status": status,
-            "start": start, "end": start, "duration": 30,
-            "eventTypeId": EVENT_TYPE, "eventType": { "id": EVENT_TYPE, "slug": "haircut" },
-            "metadata": metadata, "attendees": [], "guests": [],
-            "rescheduledFromUid": null, "rescheduledToUid": null,
-        }
-    })
-}
-
 /// Cal.com creating every booking asked for, as `uid`, at the start asked for.
 async fn mount_creating(server: &MockServer, uid: &'static str) {
     Mock::given(method("POST"))
@@ -586,43 +571,10 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
     );
 }
 
-/// A Cal.com fake that remembers what it was asked to create: creating answers after
-/// `delay`, listing finds what was created.
-async fn stateful_calcom(delay: Duration) -> (MockServer, Arc<Mutex<Vec<Value>>>) {
-    let server = MockServer::start().await;
-    let made: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let store = made.clone();
-    Mock::given(method("POST"))
-        .and(path("/v2/bookings"))
-        .respond_with(move |request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
-            let mut made = store.lock().unwrap();
-            let uid = format!("cal-{}", made.len() + 1);
-            let start = body["start"].as_str().unwrap_or_default();
-            let booking = cal_booking(&uid, start, "accepted", &body["metadata"]);
-            made.push(booking["data"].clone());
-            ResponseTemplate::new(201)
-                .set_body_json(booking)
-                .set_delay(delay)
-        })
-        .mount(&server)
-        .await;
-    let listed = made.clone();
-    Mock::given(method("GET"))
-        .and(path("/v2/bookings"))
-        .respond_with(move |_: &Request| {
-            let data = listed.lock().unwrap().clone();
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "status": "success", "data": data, "pagination": {} }))
-        })
-        .mount(&server)
-        .await;
-    (server, made)
-}
-
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_saga_killed_mid_call_resumes_without_booking_calcom_twice(pool: PgPool) {
-    let (calcom, made) = stateful_calcom(Duration::from_secs(3)).await;
+    let fake = StatefulCalcom::start(Duration::from_secs(3)).await;
+    let (calcom, made) = (&fake.server, fake.made.clone());
     let mut app = TestApp::bare(pool.clone()).await;
     let url = database_url(&pool);
     let env = [
@@ -637,7 +589,7 @@ async fn a_saga_killed_mid_call_resumes_without_booking_calcom_twice(pool: PgPoo
     connect(&app, &salon).await;
     let booking = book(&app, &salon, 2, 10).await;
     // Killed while Cal.com is still answering the create.
-    requests(&calcom, 1).await;
+    requests(calcom, 1).await;
     first.kill();
     assert_eq!(made.lock().unwrap().len(), 1);
 

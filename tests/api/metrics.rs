@@ -34,6 +34,13 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Whether every projection has applied every event.
+fn projections_idle(text: &str) -> bool {
+    text.lines()
+        .filter(|l| l.starts_with("bookingd_projection_pending_events{"))
+        .all(|l| l.ends_with(" 0"))
+}
+
 /// Whether every JetStream consumer (there is at least one) has received every message.
 fn consumers_idle(text: &str) -> bool {
     let pending: Vec<&str> = text
@@ -72,7 +79,15 @@ async fn metrics_show_requests_and_the_pipeline_live(pool: PgPool) {
     let (status, _) = app.get(&salon.key, "/api/v2/mcp/nowhere").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let text = scrape(&app).await;
+    // The holds figure comes from the calendars' read model: read once it has caught up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = scrape(&app).await;
+        if projections_idle(&text) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let booked =
         r#"mcp_requests_total{service="api",operation="POST /api/v2/mcp/bookings",status="201"}"#;
     assert_eq!(value(&text, booked), Some(2.0), "{text}");

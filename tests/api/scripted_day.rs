@@ -9,39 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::TestApp;
-use crate::support::app::{every_day, poll_until, zone_near_noon};
+use crate::support::app::{every_day, zone_near_noon};
+use crate::support::pipeline::wait_until_projected;
+use crate::support::{TestApp, poll_until};
 
 fn id(body: &Value) -> String {
     body["data"]["id"].as_str().expect("id").to_owned()
-}
-
-/// Waits until every projection has applied every event of its aggregate types.
-async fn settled(pool: &PgPool) {
-    let settled = poll_until(Duration::from_secs(10), || async {
-        let mut behind = 0i64;
-        for (name, types) in [
-            ("bookings", vec!["Booking"]),
-            ("tenants", vec!["Tenant"]),
-            ("staff", vec!["Staff"]),
-        ] {
-            let missing: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM events e
-                 LEFT JOIN projection_offsets o ON o.projection = $1
-                     AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
-                 WHERE e.aggregate_type = ANY($2) AND e.sequence > COALESCE(o.last_sequence, 0)",
-            )
-            .bind(name)
-            .bind(&types)
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            behind += missing;
-        }
-        behind == 0
-    })
-    .await;
-    assert!(settled, "projections did not catch up");
 }
 
 /// GET that must answer 200.
@@ -218,7 +191,7 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
     let mut app = TestApp::spawn(pool.clone()).await;
     let second = app.another_instance().await;
     let day = script(&app, &second).await;
-    settled(&pool).await;
+    wait_until_projected(&pool, Duration::from_secs(10)).await;
     let key = day.key.as_str();
 
     // Tenant profile: tenant, features, limits.

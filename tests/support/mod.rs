@@ -2,7 +2,10 @@
 //! process, typed HTTP helpers, and readers for the event store and the stream.
 
 pub(crate) mod app;
+pub(crate) mod calcom;
 pub(crate) mod nats;
+pub(crate) mod pipeline;
+pub(crate) mod postgres;
 pub(crate) mod process;
 pub(crate) mod smtp;
 pub(crate) mod stream;

@@ -105,11 +105,16 @@ pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
         .iter()
         .filter(|id| !seen.contains_key(id.as_str()))
         .collect();
+    let stored_ids: std::collections::HashSet<&str> = stored.iter().map(String::as_str).collect();
+    let unknown: Vec<_> = published
+        .iter()
+        .filter(|p| !stored_ids.contains(p.msg_id.as_str()))
+        .map(|p| &p.body)
+        .collect();
     assert!(
         missing.is_empty(),
-        "{} stored events not on the stream, e.g. {:?}",
+        "{} stored events not on the stream: {missing:?}; on the stream and not stored: {unknown:?}",
         missing.len(),
-        missing.first()
     );
     assert_eq!(
         published.len(),
@@ -132,9 +137,14 @@ pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
         let key = format!("{kind}/{id}");
         let sequence = p.body["sequence"].as_i64().expect("sequence");
         let previous = last.insert(key.clone(), sequence).unwrap_or(0);
-        assert!(
-            sequence > previous,
-            "{key}: sequence {sequence} after {previous} on the stream"
-        );
+        if sequence <= previous {
+            let around: Vec<_> = published
+                .iter()
+                .map(|p| (p.body["position"].as_i64(), p.body["sequence"].as_i64()))
+                .collect();
+            panic!(
+                "{key}: sequence {sequence} after {previous} on the stream; (position, sequence) in stream order: {around:?}"
+            );
+        }
     }
 }
