@@ -21,5 +21,5 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/4224) 2>/dev/null; then
     done
 fi
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4224}"
-cargo build --release --locked -q -p api --bin bookingd-bench
+cargo build --release --locked -q -p api --bin bookingd-bench --bin bookingd
 exec ./target/release/bookingd-bench

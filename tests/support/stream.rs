@@ -138,12 +138,13 @@ pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
         let sequence = p.body["sequence"].as_i64().expect("sequence");
         let previous = last.insert(key.clone(), sequence).unwrap_or(0);
         if sequence <= previous {
-            let around: Vec<_> = published
+            let theirs: Vec<_> = published
                 .iter()
-                .map(|p| (p.body["position"].as_i64(), p.body["sequence"].as_i64()))
+                .filter(|q| q.subject == p.subject)
+                .map(|q| (q.body["position"].as_i64(), q.body["sequence"].as_i64()))
                 .collect();
             panic!(
-                "{key}: sequence {sequence} after {previous} on the stream; (position, sequence) in stream order: {around:?}"
+                "{key}: sequence {sequence} after {previous} on the stream; its (position, sequence) in stream order: {theirs:?}"
             );
         }
     }

@@ -14,6 +14,9 @@
 //!
 //! Then the read side's figures (`read_side.rs`), on a second database `bookingd_bench_read`:
 //! projection lag at a steady 500 bookings/s and the rebuild rate over 200,000 events.
+//!
+//! `BENCH_ONLY=soak` runs only the soak (`soak.rs`): ten minutes of mixed traffic against a
+//! `bookingd` process, with its memory and the pipeline's lag minute by minute.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +43,8 @@ use sqlx::PgPool;
 mod availability;
 #[path = "bench/read_side.rs"]
 mod read_side;
+#[path = "bench/soak.rs"]
+mod soak;
 
 fn say(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout(), "{line}");
@@ -229,6 +234,7 @@ async fn raw_baselines(pool: &PgPool, n: u64) -> anyhow::Result<Vec<(String, Fig
 }
 
 struct Salon {
+    tenant_id: String,
     key: String,
     branch_id: String,
     service_id: String,
@@ -290,6 +296,10 @@ async fn seed(http: &reqwest::Client, base: &str, staff_count: usize) -> anyhow:
         staff.push(id);
     }
     Ok(Salon {
+        tenant_id: tenant["data"]["tenant"]["id"]
+            .as_str()
+            .context("tenant id")?
+            .to_owned(),
         key,
         branch_id,
         service_id,
@@ -494,9 +504,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    // One part alone: `BENCH_ONLY=read` or `BENCH_ONLY=availability`.
+    // One part alone: `BENCH_ONLY=read`, `availability` or `soak` (not part of a full run).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("read") => return read_side::run(&server, nats_url, &reqwest::Client::new()).await,
+        Ok("soak") => return soak::run(&server, nats_url, &reqwest::Client::new()).await,
         Ok("availability") => {
             return availability::run(&server, nats_url, &reqwest::Client::new()).await;
         }
