@@ -483,10 +483,12 @@ impl Relay {
 
     /// Publishes the next batch after the cursor and advances it; returns how many.
     async fn round(&self, lease: &mut Lease) -> Result<usize, RelayError> {
+        // Ordered by the columns, qualified: a bare `tx_id` would name the text the select
+        // list makes of it, and "1000" sorts before "999".
         let sql = format!(
             "SELECT {COLUMNS} FROM events
              WHERE (tx_id, position) > ($1::xid8, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY tx_id, position LIMIT $3"
+             ORDER BY events.tx_id, events.position LIMIT $3"
         );
         let started = std::time::Instant::now();
         let rows = sqlx::query(&sql)

@@ -65,3 +65,38 @@ async fn an_event_that_commits_after_a_higher_position_is_still_published(pool: 
         .collect();
     assert_eq!(order, [early_id, late_id]);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn transaction_ids_of_more_digits_are_published_after_fewer(pool: PgPool) {
+    // History written by transactions 998 to 1001, before any relay runs: two streams whose
+    // events cross from three-digit to four-digit transaction ids.
+    let mut app = TestApp::bare(pool.clone()).await;
+    let tenant = uuid::Uuid::now_v7().to_string();
+    let mut ids = Vec::new();
+    for (stream, sequence, tx_id) in [("a", 1, 998), ("b", 1, 999), ("a", 2, 1000), ("b", 2, 1001)]
+    {
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO events (tx_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ($1::text::xid8, 'Probe', $2, $3, 'Probed', '1', '{}', jsonb_build_object('tenant_id', $4::text, 'event_id', $5::text))",
+        )
+        .bind(tx_id.to_string())
+        .bind(stream)
+        .bind(sequence)
+        .bind(&tenant)
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    app.address = app.another_instance().await;
+    assert!(app.wait_until_relayed(Duration::from_secs(30)).await);
+    let order: Vec<String> = read_stream(&app.nats.url())
+        .await
+        .into_iter()
+        .map(|p| p.msg_id)
+        .collect();
+    assert_eq!(order, ids, "published in transaction order");
+    assert_stream_matches_store(&pool, &app.nats.url()).await;
+}
