@@ -80,32 +80,39 @@ async fn assert_tail_order_is_sequence_order(pool: &PgPool) {
     );
 }
 
-/// Events stored and saga steps due now.
-async fn stored_and_due(pool: &PgPool) -> (i64, i64) {
+/// Events stored, booking events some saga has not taken (each saga follows every booking),
+/// and saga steps due now.
+async fn stored_untaken_and_due(pool: &PgPool) -> (i64, i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM events),
+                (SELECT count(*) FROM events e
+                   CROSS JOIN (VALUES ('calendar-sync'), ('notifications'), ('payments')) s (saga)
+                   LEFT JOIN saga_instances i ON i.saga = s.saga AND i.instance_id = e.aggregate_id
+                  WHERE e.aggregate_type = 'Booking' AND e.sequence > COALESCE(i.last_sequence, 0)),
                 (SELECT count(*) FROM saga_jobs WHERE due_at <= now())",
     )
     .fetch_one(pool)
     .await
-    .unwrap_or((-1, -1))
+    .unwrap_or((-1, -1, -1))
 }
 
-/// Waits until the pipeline is still: no saga step due (sagas append events too), every
-/// stored event on the stream, twice in a row with nothing appended in between.
+/// Waits until the pipeline is still: every booking event taken by every saga and no saga
+/// step due (sagas append events too), every stored event on the stream, twice in a row with
+/// nothing appended in between. A message delivered to a process that died comes back after
+/// the consumer's ack wait (30 s).
 async fn wait_until_still(pool: &PgPool, nats_url: &str, within: Duration) {
     let last = AtomicI64::new(-1);
     let still = poll_until(within, || async {
-        let (stored, due) = stored_and_due(pool).await;
+        let (stored, untaken, due) = stored_untaken_and_due(pool).await;
         let relayed = u64::try_from(stored).ok() == Some(stream_len(nats_url).await);
         let seen = last.swap(stored, Ordering::Relaxed);
-        due == 0 && relayed && stored == seen
+        untaken == 0 && due == 0 && relayed && stored == seen
     })
     .await;
-    let (stored, due) = stored_and_due(pool).await;
+    let (stored, untaken, due) = stored_untaken_and_due(pool).await;
     assert!(
         still,
-        "the pipeline did not settle: {stored} events stored, {} on the stream, {due} saga steps due",
+        "the pipeline did not settle: {stored} events stored, {} on the stream, {untaken} booking events not taken by a saga, {due} saga steps due",
         stream_len(nats_url).await
     );
 }
