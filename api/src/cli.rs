@@ -29,16 +29,28 @@ pub(crate) fn say(line: impl std::fmt::Display) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     install_crypto_provider();
     if let Command::Serve(config) = cli.command {
+        let spans = crate::telemetry::span_exporter(&config.tracing)?;
         // rmcp logs every stateless MCP request's set-up and tear-down at info.
         init_subscriber(get_subscriber(
             "info,sqlx=warn,rmcp=warn",
             config.log_format,
             std::io::stdout,
+            spans.as_ref(),
         ));
         let app = Application::build(config).await?;
-        return app.run_until_stopped(shutdown_signal()).await;
+        let served = app.run_until_stopped(shutdown_signal()).await;
+        if let Some(spans) = spans {
+            // The batch is sent from its own thread; wait for it without holding a worker.
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
+        }
+        return served;
     }
-    init_subscriber(get_subscriber("warn", LogFormat::Pretty, std::io::stderr));
+    init_subscriber(get_subscriber(
+        "warn",
+        LogFormat::Pretty,
+        std::io::stderr,
+        None,
+    ));
     match cli.command {
         Command::Serve(_) => Ok(()),
         Command::Migrate(database) => migrate(&database).await,

@@ -128,6 +128,9 @@ pub struct ServeConfig {
     /// Whether `GET /metrics` answers (Prometheus text format).
     #[arg(long, env = "MCP_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_enabled: bool,
+    /// Span export over OTLP.
+    #[command(flatten)]
+    pub tracing: TracingConfig,
     /// Where sagas, timers and circuit breakers read the time (tests move it).
     #[arg(skip = system_clock())]
     pub clock: sagas::SharedClock,
@@ -396,6 +399,28 @@ impl Default for IntegrationConfig {
             stripe_api_url: "https://api.stripe.com".to_owned(),
             stripe_secret_key: None,
             stripe_webhook_secret: None,
+        }
+    }
+}
+
+/// Span export: OTLP over HTTP (JSON) to the collector that `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (default `http://localhost:4318`) or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` names.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TracingConfig {
+    /// Whether spans are exported.
+    #[arg(long, env = "MCP_TRACING_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tracing_enabled: bool,
+    /// The share of traces begun here that are exported, 0 to 1; a caller's `traceparent`
+    /// decides for its own trace.
+    #[arg(long, env = "MCP_TRACING_SAMPLE_RATE", default_value_t = 1.0)]
+    pub tracing_sample_rate: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            tracing_enabled: false,
+            tracing_sample_rate: 1.0,
         }
     }
 }

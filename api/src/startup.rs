@@ -116,12 +116,14 @@ pub fn app_router(state: AppState) -> Router {
 
 /// Each request's log span, with the correlation id its events carry.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         correlation_id = %crate::auth::correlation_id(request.headers()),
-    )
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 static OPENAPI: LazyLock<Value> = LazyLock::new(crate::openapi::document);

@@ -28,4 +28,5 @@ mod republish;
 mod saga_jobs;
 mod scripted_day;
 mod snapshots;
+mod span_export;
 mod voice;

@@ -28,6 +28,7 @@ fn init_tracing() {
                 "info,sqlx=warn",
                 LogFormat::Pretty,
                 std::io::stdout,
+                None,
             ));
         }
     });
@@ -126,6 +127,7 @@ fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
         operator_token: Some(SecretString::from(OPERATOR_TOKEN.to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
         metrics_enabled: true,
+        tracing: api::config::TracingConfig::default(),
         rate_limits: api::config::RateLimitConfig::default(),
         booking_lock_timeout: 300,
         booking_max_advance_days: 90,

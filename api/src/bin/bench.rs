@@ -381,6 +381,7 @@ async fn start_server(
         operator_token: Some(SecretString::from("bench-operator".to_owned())),
         mcp_allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
         metrics_enabled: true,
+        tracing: api::config::TracingConfig::default(),
         // The benchmark measures the write side, not the limiter's refusals.
         rate_limits: api::config::RateLimitConfig {
             rate_limit_basic: u32::MAX,
@@ -490,13 +491,7 @@ fn report(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     api::startup::install_crypto_provider();
-    if let Ok(filter) = std::env::var("BENCH_LOG") {
-        api::telemetry::init_subscriber(api::telemetry::get_subscriber(
-            &filter,
-            LogFormat::Pretty,
-            std::io::stderr,
-        ));
-    }
+    init_logs();
     let server = std::env::var("BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned());
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4223".to_owned());
@@ -553,6 +548,18 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(());
     read_side::run(&server, nats_url.clone(), &http).await?;
     availability::run(&server, nats_url, &http).await
+}
+
+/// Logs to stderr when `BENCH_LOG` gives a filter.
+fn init_logs() {
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        api::telemetry::init_subscriber(api::telemetry::get_subscriber(
+            &filter,
+            LogFormat::Pretty,
+            std::io::stderr,
+            None,
+        ));
+    }
 }
 
 /// Empties the lag histogram, returning what it held.
