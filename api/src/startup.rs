@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{KeyCache, require_api_key};
 use crate::config::{DatabaseConfig, ServeConfig};
@@ -109,7 +109,12 @@ pub fn app_router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // One line per answered request, in its span (method, path, correlation id).
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(axum::middleware::from_fn(crate::auth::correlate))
         .with_state(state)
 }

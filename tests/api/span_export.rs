@@ -1,6 +1,7 @@
 //! Span export over OTLP: with `MCP_TRACING_ENABLED`, a request that came with a W3C
 //! `traceparent` is exported to the collector as spans of the caller's trace, and what is
-//! still batched goes out when bookingd stops.
+//! still batched goes out when bookingd stops; the JSON log's line for the request carries the
+//! same id.
 
 use std::time::Duration;
 
@@ -48,9 +49,13 @@ async fn a_traced_request_is_exported_as_spans_of_the_callers_trace(pool: PgPool
         ("MCP_TRACING_SAMPLE_RATE", "0".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.uri()),
         ("RUST_LOG", "info,sqlx=warn".to_owned()),
+        ("BOOKINGD_LOG_FORMAT", "json".to_owned()),
     ];
+    let log_path = std::env::temp_dir().join(format!("bookingd-log-{}", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut bookingd =
-        BookingdProcess::start_with(&database_url(&pool), &app.nats.url(), &env).await;
+        BookingdProcess::start_logging(&database_url(&pool), &app.nats.url(), &env, log.into())
+            .await;
     app.address = bookingd.address.clone();
     let salon = app.seed_salon("Salon", "professional").await;
 
@@ -94,6 +99,19 @@ async fn a_traced_request_is_exported_as_spans_of_the_callers_trace(pool: PgPool
         service.map(|a| &a["value"]["stringValue"]),
         Some(&Value::from("bookingd"))
     );
+    // The JSON log's line for the request carries the trace id as its correlation id.
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let answered = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["span"]["path"] == "/api/v2/mcp/bookings" && l["span"]["method"] == "POST");
+    let answered = answered.expect("a log line for the booking request");
+    assert_eq!(
+        answered["span"]["correlation_id"], "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",
+        "{answered}"
+    );
+    assert_eq!(answered["fields"]["status"], 201, "{answered}");
     // Spans begun without a caller's decision were not sampled (rate 0).
     assert!(
         all.iter().all(|s| s["traceId"] == TRACE),

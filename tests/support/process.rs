@@ -23,6 +23,16 @@ impl BookingdProcess {
         nats_url: &str,
         env: &[(&str, String)],
     ) -> Self {
+        Self::start_logging(database_url, nats_url, env, Stdio::null()).await
+    }
+
+    /// The same, its log (standard output) going to `log`.
+    pub(crate) async fn start_logging(
+        database_url: &str,
+        nats_url: &str,
+        env: &[(&str, String)],
+        log: Stdio,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -35,7 +45,7 @@ impl BookingdProcess {
             .env("BOOKINGD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start bookingd");
