@@ -1,7 +1,7 @@
 //! `BENCH_ONLY=soak`: mixed traffic at a steady rate for ten minutes (`SOAK_SECONDS`) against
 //! a `bookingd serve` in a process of its own, so that its memory is its own: availability
 //! queries, bookings, cancellations and Retell call webhooks (`SOAK_RATE` requests a second,
-//! 40 by default). Every minute it prints the minute's throughput and p99, bookingd's RSS,
+//! 40 by default; `SOAK_STEADY=true` cancels as many bookings as it makes). Every minute it prints the minute's throughput and p99, bookingd's RSS,
 //! and the worst relay lag and projection backlog of `/metrics` sampled every 5 s; at the end,
 //! each kind's figures and the RSS at start and end.
 
@@ -30,13 +30,30 @@ const KINDS: [&str; 4] = [
     "retell webhook",
 ];
 
-/// Of every 20 requests: 8 availability queries, 6 bookings, 3 cancellations, 3 webhooks.
-fn kind_of(i: u64) -> usize {
-    match i % 20 {
-        0..8 => 0,
-        8..14 => 1,
-        14..17 => 2,
-        _ => 3,
+/// The share of each kind in every 20 requests: availability, book, cancel, webhook.
+#[derive(Clone, Copy)]
+struct Mix([u64; 4]);
+
+impl Mix {
+    /// 8 : 6 : 3 : 3, the bookings piling up; with `SOAK_STEADY=true` 6 : 4 : 4 : 6, as many
+    /// cancelled as made, so that the live bookings stay few and memory should level off.
+    fn from_env() -> Self {
+        if std::env::var("SOAK_STEADY").is_ok_and(|v| v == "true") {
+            Self([6, 4, 4, 6])
+        } else {
+            Self([8, 6, 3, 3])
+        }
+    }
+
+    fn kind_of(self, i: u64) -> usize {
+        let mut at = i % 20;
+        for (kind, share) in self.0.iter().enumerate() {
+            if at < *share {
+                return kind;
+            }
+            at -= share;
+        }
+        KINDS.len() - 1
     }
 }
 
@@ -165,6 +182,7 @@ struct Soak {
     next_slot: AtomicU64,
     booked: Mutex<Vec<String>>,
     recorder: Recorder,
+    mix: Mix,
 }
 
 impl Soak {
@@ -270,7 +288,7 @@ impl Soak {
     }
 
     async fn one(&self, i: u64) {
-        let kind = kind_of(i);
+        let kind = self.mix.kind_of(i);
         let started = Instant::now();
         let (answer, ok) = match kind {
             0 => self.availability(i).await,
@@ -354,10 +372,15 @@ pub(super) async fn run(
         next_slot: AtomicU64::new(0),
         booked: Mutex::new(Vec::new()),
         recorder: Recorder::new()?,
+        mix: Mix::from_env(),
     });
     let rss_start = bookingd.rss_mib();
     say(format_args!(
-        "soak: {seconds} s at {rate} requests/s (8 availability : 6 book : 3 cancel : 3 Retell webhook), bookingd pid {}, RSS at start {rss_start:.1} MiB",
+        "soak: {seconds} s at {rate} requests/s ({} availability : {} book : {} cancel : {} Retell webhook), bookingd pid {}, RSS at start {rss_start:.1} MiB",
+        soak.mix.0[0],
+        soak.mix.0[1],
+        soak.mix.0[2],
+        soak.mix.0[3],
         bookingd.child.id()
     ));
     let figures = drive(&soak, &bookingd, seconds, rate).await;
