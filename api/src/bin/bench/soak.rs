@@ -1,9 +1,10 @@
 //! `BENCH_ONLY=soak`: mixed traffic at a steady rate for ten minutes (`SOAK_SECONDS`) against
 //! a `bookingd serve` in a process of its own, so that its memory is its own: availability
 //! queries, bookings, cancellations and Retell call webhooks (`SOAK_RATE` requests a second,
-//! 40 by default; `SOAK_STEADY=true` cancels as many bookings as it makes). Every minute it prints the minute's throughput and p99, bookingd's RSS,
-//! and the worst relay lag and projection backlog of `/metrics` sampled every 5 s; at the end,
-//! each kind's figures and the RSS at start and end.
+//! 40 by default; `SOAK_STEADY=true` cancels as many bookings as it makes). Every minute it
+//! prints the minute's throughput and p99, bookingd's RSS, and the worst relay lag and
+//! projection backlog of `/metrics` sampled every 5 s; at the end, each kind's figures and the
+//! RSS at start and end.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
