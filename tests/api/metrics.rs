@@ -80,14 +80,12 @@ async fn metrics_show_requests_and_the_pipeline_live(pool: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The holds figure comes from the calendars' read model: read once it has caught up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = scrape(&app).await;
-        if projections_idle(&text) || std::time::Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let idle = poll_until(Duration::from_secs(20), || async {
+        projections_idle(&scrape(&app).await)
+    })
+    .await;
+    assert!(idle, "the projections did not catch up");
+    let text = scrape(&app).await;
     let booked =
         r#"mcp_requests_total{service="api",operation="POST /api/v2/mcp/bookings",status="201"}"#;
     assert_eq!(value(&text, booked), Some(2.0), "{text}");
