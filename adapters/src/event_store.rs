@@ -15,12 +15,16 @@
 //!   events appended since; right after this process appended to a stream, or for a stream
 //!   declared new, the cached state is trusted without any read. That is safe because an
 //!   append from a stale state conflicts on the stream's sequence (the command is then decided
-//!   again), and the executor re-checks refusals and no-ops decided on trusted state.
+//!   again), and the executor re-checks refusals and no-ops decided on trusted state. A
+//!   stream a command only reads (the tenant, for a booking) may be taken from the cache as
+//!   last seen, under a guard: the append happens only if that stream is still at the version
+//!   the command saw (see `append.rs`).
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::append::{DueSnapshot, Guard, Positions, Row, Write, Written, append};
 use crate::appends::Appends;
 use commands::{AppendTogether, CommandError, CommandMeta, Trust, Versioned};
 use cqrs_es::{
@@ -131,6 +135,19 @@ impl AggregateCache {
         }
     }
 
+    /// The cached state and its sequence, leaving its trust as it is.
+    fn peek<A: Aggregate + Clone + 'static>(&self, id: &str) -> Option<(A, u64)> {
+        let (aggregate, sequence) = {
+            let slots = self.slots.lock().ok()?;
+            let entry = slots
+                .get(&(A::TYPE, id.to_owned()))?
+                .entry
+                .downcast_ref::<CacheEntry<A>>()?;
+            (entry.aggregate.clone(), entry.sequence)
+        };
+        Some((A::clone(&aggregate), sequence))
+    }
+
     fn distrust(&self, aggregate_type: &'static str, id: &str) {
         if let Ok(mut slots) = self.slots.lock()
             && let Some(slot) = slots.get_mut(&(aggregate_type, id.to_owned()))
@@ -198,62 +215,9 @@ WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
   AND e.sequence > CASE WHEN $3 THEN COALESCE((SELECT last_sequence FROM snap), 0) ELSE 0 END
 ORDER BY 1, 2";
 
-const APPEND: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, $2, u.sequence, u.event_type, u.event_version, u.payload, u.metadata
-    FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-        AS u(sequence, event_type, event_version, payload, metadata)
-    ORDER BY u.sequence
-    RETURNING sequence, position
-)
-SELECT sequence, position FROM appended ORDER BY sequence";
-
-/// Two streams' events in one statement, so both are appended or neither, with the snapshots
-/// that fell due (`$8`..`$11`, empty arrays when none did).
-const APPEND_TOGETHER: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT u.aggregate_type, u.aggregate_id, u.sequence, u.event_type, u.event_version, u.payload, u.metadata
-    FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-        WITH ORDINALITY AS u(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
-    ORDER BY u.n
-    RETURNING aggregate_type, aggregate_id, sequence, position
-), due AS (
-    SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[], $11::jsonb[])
-        AS d(aggregate_type, aggregate_id, last_sequence, payload)
-), dropped AS (
-    DELETE FROM snapshots s USING due
-    WHERE s.aggregate_type = due.aggregate_type AND s.aggregate_id = due.aggregate_id
-), snapshot AS (
-    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-    SELECT aggregate_type, aggregate_id, last_sequence, last_sequence, payload FROM due
-)
-SELECT aggregate_type, aggregate_id, sequence, position FROM appended";
-
-const APPEND_WITH_SNAPSHOT: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, $2, u.sequence, u.event_type, u.event_version, u.payload, u.metadata
-    FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-        AS u(sequence, event_type, event_version, payload, metadata)
-    ORDER BY u.sequence
-    RETURNING sequence, position
-), dropped AS (
-    DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
-), snapshot AS (
-    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-    VALUES ($1, $2, $8, $8, $9)
-)
-SELECT sequence, position FROM appended ORDER BY sequence";
-
-/// A command's events as the column arrays of one multi-row insert, and as envelopes.
+/// A command's events as rows to insert, and as envelopes.
 struct Columns<A: Aggregate> {
-    sequences: Vec<i64>,
-    types: Vec<String>,
-    versions: Vec<String>,
-    payloads: Vec<Value>,
-    metadatas: Vec<Value>,
+    rows: Vec<Row>,
     envelopes: Vec<EventEnvelope<A>>,
 }
 
@@ -267,28 +231,22 @@ impl<A: Aggregate> Columns<A> {
     ) -> Result<Self, AggregateError<E>> {
         let unexpected = |e: serde_json::Error| AggregateError::UnexpectedError(Box::new(e));
         let mut columns = Self {
-            sequences: Vec::with_capacity(events.len()),
-            types: Vec::with_capacity(events.len()),
-            versions: Vec::with_capacity(events.len()),
-            payloads: Vec::with_capacity(events.len()),
-            metadatas: Vec::with_capacity(events.len()),
+            rows: Vec::with_capacity(events.len()),
             envelopes: Vec::with_capacity(events.len()),
         };
         for (offset, event) in (0u64..).zip(events) {
             let sequence = first + offset;
             let mut meta = metadata.clone();
             meta.insert("event_id".to_owned(), Uuid::now_v7().to_string());
-            columns
-                .sequences
-                .push(i64::try_from(sequence).unwrap_or(i64::MAX));
-            columns.types.push(event.event_type());
-            columns.versions.push(event.event_version());
-            columns
-                .payloads
-                .push(serde_json::to_value(&event).map_err(unexpected)?);
-            columns
-                .metadatas
-                .push(serde_json::to_value(&meta).map_err(unexpected)?);
+            columns.rows.push(Row {
+                aggregate_type: A::TYPE,
+                aggregate_id: aggregate_id.to_owned(),
+                sequence: i64::try_from(sequence).unwrap_or(i64::MAX),
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serde_json::to_value(&event).map_err(unexpected)?,
+                metadata: serde_json::to_value(&meta).map_err(unexpected)?,
+            });
             columns.envelopes.push(EventEnvelope {
                 aggregate_id: aggregate_id.to_owned(),
                 sequence: usize::try_from(sequence).unwrap_or(usize::MAX),
@@ -456,61 +414,45 @@ impl PgStore {
         }
         let first = context.sequence + 1;
         let Columns {
-            sequences,
-            types,
-            versions,
-            payloads,
-            metadatas,
+            rows,
             mut envelopes,
         } = Columns::of(&context.aggregate_id, first, events, &metadata)?;
         let last = first + envelopes.len() as u64 - 1;
         let snapshot = self
             .due_snapshot(&context, last)
             .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-        let query = if snapshot.is_some() {
-            APPEND_WITH_SNAPSHOT
-        } else {
-            APPEND
-        };
-        let mut q = sqlx::query_as::<_, (i64, i64)>(query)
-            .bind(A::TYPE)
-            .bind(&context.aggregate_id)
-            .bind(&sequences)
-            .bind(&types)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&metadatas);
         let snapshotted = snapshot.is_some();
-        if let Some(snapshot) = snapshot {
-            q = q.bind(snapshot.last_sequence).bind(snapshot.payload);
-        }
-        let positions = match q.fetch_all(&self.pool).await.map_err(map_sqlx) {
-            Ok(positions) => positions,
+        let write = Write {
+            rows,
+            snapshots: snapshot.into_iter().collect(),
+            guard: None,
+        };
+        let positions = match append(&self.pool, &write).await.map_err(map_sqlx) {
+            Ok(Written::Appended(positions)) => positions,
+            Ok(Written::GuardMoved) => return Err(AggregateError::AggregateConflict),
             Err(e) => {
                 // Whatever we held is stale or unknown now: read it afresh next time.
                 self.cache.forget(A::TYPE, &context.aggregate_id);
                 return Err(e);
             }
         };
-        for (envelope, (_, position)) in envelopes.iter_mut().zip(positions) {
-            envelope
-                .metadata
-                .insert("position".to_owned(), position.to_string());
-        }
+        stamp(&mut envelopes, &positions);
         context.advance_to(last, snapshotted);
         self.appends.committed();
         // Our append proves this is the stream's state: the next command may skip the read.
-        self.remember(&context, true);
+        self.keep(context, true);
         Ok(envelopes)
     }
-}
 
-/// A snapshot to write with an append.
-struct DueSnapshot {
-    aggregate_type: &'static str,
-    aggregate_id: String,
-    last_sequence: i64,
-    payload: Value,
+    /// Caches an aggregate after its append, without copying it.
+    fn keep<A: Aggregate + 'static>(&self, context: PgContext<A>, trusted: bool) {
+        let entry = CacheEntry {
+            aggregate: Arc::new(context.aggregate),
+            sequence: context.sequence,
+            snapshot_sequence: context.snapshot_sequence,
+        };
+        self.cache.put(&context.aggregate_id, entry, trusted);
+    }
 }
 
 /// A failed append as the use cases see it.
@@ -523,10 +465,7 @@ fn command_error(error: sqlx::Error) -> CommandError {
 }
 
 /// Stamps each envelope with the position its row was given.
-fn stamp<A: Aggregate>(
-    envelopes: &mut [EventEnvelope<A>],
-    positions: &HashMap<(String, String, i64), i64>,
-) {
+fn stamp<A: Aggregate>(envelopes: &mut [EventEnvelope<A>], positions: &Positions) {
     for envelope in envelopes {
         let key = (
             A::TYPE.to_owned(),
@@ -541,48 +480,6 @@ fn stamp<A: Aggregate>(
     }
 }
 
-impl PgStore {
-    /// Runs [`APPEND_TOGETHER`] for two streams' columns and the snapshots due.
-    async fn insert_together<A: Aggregate, B: Aggregate>(
-        &self,
-        (id_a, a): (&str, &Columns<A>),
-        (id_b, b): (&str, &Columns<B>),
-        snapshots: &[DueSnapshot],
-    ) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
-        let repeat = |value: &str, n: usize| vec![value.to_owned(); n];
-        let (n_a, n_b) = (a.sequences.len(), b.sequences.len());
-        sqlx::query_as::<_, (String, String, i64, i64)>(APPEND_TOGETHER)
-            .bind([repeat(A::TYPE, n_a), repeat(B::TYPE, n_b)].concat())
-            .bind([repeat(id_a, n_a), repeat(id_b, n_b)].concat())
-            .bind([a.sequences.as_slice(), b.sequences.as_slice()].concat())
-            .bind([a.types.as_slice(), b.types.as_slice()].concat())
-            .bind([a.versions.as_slice(), b.versions.as_slice()].concat())
-            .bind([a.payloads.as_slice(), b.payloads.as_slice()].concat())
-            .bind([a.metadatas.as_slice(), b.metadatas.as_slice()].concat())
-            .bind(
-                snapshots
-                    .iter()
-                    .map(|s| s.aggregate_type)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                snapshots
-                    .iter()
-                    .map(|s| s.aggregate_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                snapshots
-                    .iter()
-                    .map(|s| s.last_sequence)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(snapshots.iter().map(|s| &s.payload).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
-            .await
-    }
-}
-
 impl<A, B> AppendTogether<A, B> for PgStore
 where
     A: Aggregate + Clone + 'static,
@@ -592,6 +489,7 @@ where
         &self,
         (mut context_a, events_a): (PgContext<A>, Vec<A::Event>),
         (mut context_b, events_b): (PgContext<B>, Vec<B::Event>),
+        guard: Option<&commands::Guard>,
         metadata: &CommandMeta,
     ) -> Result<(Vec<EventEnvelope<A>>, Vec<EventEnvelope<B>>), CommandError> {
         let meta = metadata.to_map();
@@ -610,24 +508,31 @@ where
             &meta,
         )
         .map_err(internal)?;
-        let last_a = context_a.sequence + a.sequences.len() as u64;
-        let last_b = context_b.sequence + b.sequences.len() as u64;
+        let last_a = context_a.sequence + a.rows.len() as u64;
+        let last_b = context_b.sequence + b.rows.len() as u64;
         let unreadable = |e: serde_json::Error| CommandError::Internal(format!("snapshot: {e}"));
         let (snapshot_a, snapshot_b) = (
             self.due_snapshot(&context_a, last_a).map_err(unreadable)?,
             self.due_snapshot(&context_b, last_b).map_err(unreadable)?,
         );
         let (snapshotted_a, snapshotted_b) = (snapshot_a.is_some(), snapshot_b.is_some());
-        let snapshots: Vec<DueSnapshot> = snapshot_a.into_iter().chain(snapshot_b).collect();
-        let rows = self
-            .insert_together(
-                (&context_a.aggregate_id, &a),
-                (&context_b.aggregate_id, &b),
-                &snapshots,
-            )
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
+        let write = Write {
+            rows: [a.rows, b.rows].concat(),
+            snapshots: snapshot_a.into_iter().chain(snapshot_b).collect(),
+            guard: guard.map(|g| Guard {
+                aggregate_type: g.aggregate_type,
+                aggregate_id: g.aggregate_id.clone(),
+                version: i64::try_from(g.version).unwrap_or(i64::MAX),
+            }),
+        };
+        let positions = match append(&self.pool, &write).await {
+            Ok(Written::Appended(positions)) => positions,
+            Ok(Written::GuardMoved) => {
+                if let Some(g) = guard {
+                    self.cache.forget(g.aggregate_type, &g.aggregate_id);
+                }
+                return Err(CommandError::Outdated);
+            }
             Err(e) => {
                 self.cache.forget(A::TYPE, &context_a.aggregate_id);
                 self.cache.forget(B::TYPE, &context_b.aggregate_id);
@@ -635,17 +540,13 @@ where
             }
         };
         self.appends.committed();
-        let positions: HashMap<_, _> = rows
-            .into_iter()
-            .map(|(t, i, seq, pos)| ((t, i, seq), pos))
-            .collect();
         let (mut envelopes_a, mut envelopes_b) = (a.envelopes, b.envelopes);
         stamp(&mut envelopes_a, &positions);
         stamp(&mut envelopes_b, &positions);
         context_a.advance_to(last_a, snapshotted_a);
         context_b.advance_to(last_b, snapshotted_b);
-        self.remember(&context_a, true);
-        self.remember(&context_b, true);
+        self.keep(context_a, true);
+        self.keep(context_b, true);
         Ok((envelopes_a, envelopes_b))
     }
 }
@@ -662,6 +563,13 @@ impl Trust for PgStore {
             snapshot_sequence: 0,
         };
         self.cache.put(id, entry, true);
+    }
+
+    fn last_seen<A: Aggregate + Clone + Send + Sync + 'static>(
+        &self,
+        id: &str,
+    ) -> Option<(A, u64)> {
+        self.cache.peek::<A>(id)
     }
 }
 

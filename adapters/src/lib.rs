@@ -22,6 +22,7 @@
 
 pub mod alternatives;
 pub mod api_keys;
+mod append;
 pub mod appends;
 pub mod calcom;
 pub mod circuit;

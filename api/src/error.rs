@@ -275,7 +275,7 @@ impl From<CommandError> for ApiError {
                     .with_details(json!({ "permission": p.as_str() }));
             }
             CommandError::NoStaffAvailable => (409, ErrorType::SlotUnavailable),
-            CommandError::Conflict => (409, ErrorType::VersionConflict),
+            CommandError::Conflict | CommandError::Outdated => (409, ErrorType::VersionConflict),
             CommandError::Unavailable(cause) => {
                 tracing::warn!(error.message = %cause, "event store unavailable");
                 return Self::unavailable();

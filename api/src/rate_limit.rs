@@ -1,11 +1,13 @@
 //! Rate limits per plan and API key: `MCP_RATE_LIMIT_BASIC`, `…_PRO`, `…_ENTERPRISE` requests
-//! per fixed window of `MCP_RATE_LIMIT_WINDOW` seconds. The count lives in Postgres (one
-//! upsert per request), so every instance serving a tenant sees the same count. Every answer
+//! per fixed window of `MCP_RATE_LIMIT_WINDOW` seconds. The count lives in Postgres, so every
+//! instance serving a tenant sees the same count; a key's requests that arrive while its
+//! count is being written are added by the next write together (one upsert for all of them,
+//! each told its own place in the window). Every answer
 //! carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix
 //! seconds); one over the limit is a 429 RATE_LIMIT_EXCEEDED with `retry_after`.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -90,7 +92,10 @@ pub async fn limit_requests(
         return Ok(next.run(request).await);
     };
     let plan = app.plans.plan(&app, who.tenant_id).await?;
-    let standing = count(&app, &who, app.rate_limits.limit(plan), Utc::now()).await?;
+    let standing = app
+        .request_counts
+        .count(&app, &who, app.rate_limits.limit(plan))
+        .await?;
     if standing.used > i64::from(standing.limit) {
         let retry_after = (standing.reset - Utc::now()).num_seconds().max(1);
         let error = ApiError::new(
@@ -114,28 +119,121 @@ pub async fn limit_requests(
     Ok(response)
 }
 
-/// Adds the request to its key's current window; the first request of a window clears the
-/// key's older ones.
-async fn count(
+/// A key's requests waiting to be counted, each with where to send its place in the window.
+type Waiting = Vec<tokio::sync::oneshot::Sender<Result<Standing, ApiError>>>;
+
+/// One key's counting: the requests waiting, and the turn to write them.
+#[derive(Default)]
+struct KeyCount {
+    waiting: std::sync::Mutex<Waiting>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The request counts of every key seen, written to Postgres in groups.
+#[derive(Default)]
+pub struct RequestCounts(std::sync::Mutex<HashMap<uuid::Uuid, Arc<KeyCount>>>);
+
+impl std::fmt::Debug for RequestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCounts").finish_non_exhaustive()
+    }
+}
+
+impl RequestCounts {
+    /// Adds one request to its key's current window and says where the key stands. Requests
+    /// of one key queue while a write of its count is in flight; whoever gets the next turn
+    /// writes all of them at once.
+    async fn count(
+        &self,
+        app: &AppState,
+        who: &Principal,
+        limit: u32,
+    ) -> Result<Standing, ApiError> {
+        let key = self.key(who.key_id);
+        let (sender, mut answer) = tokio::sync::oneshot::channel();
+        key.waiting
+            .lock()
+            .map_err(|_| ApiError::internal("request counts poisoned"))?
+            .push(sender);
+        let _turn = key.turn.lock().await;
+        match answer.try_recv() {
+            // An earlier turn counted this request with its own.
+            Ok(standing) => return standing,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                // That turn's request went away before it answered: count this one now.
+                let (sender, fresh) = tokio::sync::oneshot::channel();
+                answer = fresh;
+                key.waiting
+                    .lock()
+                    .map_err(|_| ApiError::internal("request counts poisoned"))?
+                    .push(sender);
+            }
+        }
+        let waiting = std::mem::take(
+            &mut *key
+                .waiting
+                .lock()
+                .map_err(|_| ApiError::internal("request counts poisoned"))?,
+        );
+        let added = i64::try_from(waiting.len()).unwrap_or(i64::MAX);
+        match add(app, who, added, limit, Utc::now()).await {
+            Ok(last) => {
+                // The k-th of n requests written together is request `last - n + k` of the window.
+                for (k, sender) in (1..).zip(waiting) {
+                    let _ = sender.send(Ok(Standing {
+                        used: last.used - added + k,
+                        ..last
+                    }));
+                }
+            }
+            Err(e) => {
+                for sender in waiting {
+                    let _ = sender.send(Err(e.clone()));
+                }
+            }
+        }
+        answer
+            .try_recv()
+            .unwrap_or_else(|_| Err(ApiError::internal("request not counted")))
+    }
+
+    fn key(&self, key_id: uuid::Uuid) -> Arc<KeyCount> {
+        let Ok(mut keys) = self.0.lock() else {
+            return Arc::default();
+        };
+        if keys.len() >= 10_000 {
+            keys.retain(|_, k| Arc::strong_count(k) > 1);
+        }
+        keys.entry(key_id).or_default().clone()
+    }
+}
+
+/// Adds `n` requests to the key's current window; the first write of a window clears the
+/// key's older ones. The standing is the window's count after them.
+async fn add(
     app: &AppState,
     who: &Principal,
+    n: i64,
     limit: u32,
     now: DateTime<Utc>,
 ) -> Result<Standing, ApiError> {
     let window = i64::from(app.rate_limits.rate_limit_window.max(1));
     let start_s = now.timestamp() - now.timestamp().rem_euclid(window);
     let start = DateTime::from_timestamp(start_s, 0).unwrap_or(now);
+    let requests = i32::try_from(n).unwrap_or(i32::MAX);
     let used: i32 = sqlx::query_scalar(
-        "INSERT INTO rate_limit_windows (key_id, window_start, requests) VALUES ($1, $2, 1)
+        "INSERT INTO rate_limit_windows (key_id, window_start, requests) VALUES ($1, $2, $3)
          ON CONFLICT (key_id, window_start)
-         DO UPDATE SET requests = rate_limit_windows.requests + 1
+         DO UPDATE SET requests = rate_limit_windows.requests + EXCLUDED.requests
          RETURNING requests",
     )
     .bind(who.key_id)
     .bind(start)
+    .bind(requests)
     .fetch_one(&app.pool)
     .await?;
-    if used == 1 {
+    if used == requests {
         sqlx::query("DELETE FROM rate_limit_windows WHERE key_id = $1 AND window_start < $2")
             .bind(who.key_id)
             .bind(start)

@@ -50,6 +50,8 @@ pub struct Shared {
     pub rate_limits: crate::config::RateLimitConfig,
     /// Tenants' plans, for the rate limits.
     pub plans: crate::rate_limit::PlanCache,
+    /// Requests counted against the rate limits, written in groups.
+    pub request_counts: crate::rate_limit::RequestCounts,
     /// Request counts and timings.
     pub http_metrics: crate::metrics::HttpMetrics,
     /// Whether `/metrics` answers.

@@ -50,7 +50,7 @@ impl<S: Store> Commands<S> {
             now: meta.now,
         };
         let (confirmed, reserved) = self
-            .run_booking_and_staff((booking_id, command), (staff_id, &[confirm]), meta)
+            .run_booking_and_staff((booking_id, command), (staff_id, &[confirm]), None, meta)
             .await?;
         Ok(Outcome {
             position: max_position(reserved.position, confirmed.position),

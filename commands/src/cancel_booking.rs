@@ -44,6 +44,7 @@ impl<S: Store> Commands<S> {
             .run_booking_and_staff(
                 (booking_id, command),
                 (staff_id, std::slice::from_ref(&release)),
+                None,
                 meta,
             )
             .await?;

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
-    CommandError, CommandMeta, Commands, Outcome, Permission, Principal, Store, max_position,
+    CommandError, CommandMeta, Commands, Guard, Outcome, Permission, Principal, Store, max_position,
 };
 
 /// The customer as given by the caller.
@@ -67,6 +67,10 @@ impl<S: Store> Commands<S> {
     /// Books an appointment: holds the slot on a staff calendar, creates the booking and turns
     /// the hold into a reservation, all in one transaction. Without a named staff member, the
     /// qualified ones are tried in turn until one has the slot free.
+    ///
+    /// It is decided on the tenant (services, hours, rules) as this process last saw it, and
+    /// written only if the tenant has not changed since; if it has, it is decided again on
+    /// the tenant as stored.
     #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
     pub async fn create_booking(
         &self,
@@ -76,15 +80,40 @@ impl<S: Store> Commands<S> {
         input: CreateBookingInput,
     ) -> Result<Outcome<Booking>, CommandError> {
         who.require(Permission::CreateBookings)?;
-        let (tenant, _) = self.tenant(meta.tenant_id).await?;
+        let id = meta.tenant_id.to_string();
+        if let Some((tenant, version)) = self.store.last_seen::<Tenant>(&id)
+            && tenant.id == Some(meta.tenant_id)
+        {
+            match self
+                .book(meta, booking_id, &input, (&tenant, version))
+                .await
+            {
+                Err(CommandError::Outdated) => {}
+                decided => return decided,
+            }
+        }
+        let (tenant, version) = self.tenant(meta.tenant_id).await?;
+        self.book(meta, booking_id, &input, (&tenant, version))
+            .await
+    }
+
+    /// [`Self::create_booking`] on a given tenant, at its version.
+    async fn book(
+        &self,
+        meta: &CommandMeta,
+        booking_id: BookingId,
+        input: &CreateBookingInput,
+        (tenant, version): (&Tenant, u64),
+    ) -> Result<Outcome<Booking>, CommandError> {
+        let guard = Guard::of::<Tenant>(meta.tenant_id.to_string(), version);
         let phone = PhoneNumber::parse(&input.customer.phone, tenant.settings.default_country_code)
             .map_err(|e| CommandError::invalid("customer.phone", e))?;
-        let placement = self.place(&tenant, &input, meta.now)?;
+        let placement = self.place(tenant, input, meta.now)?;
         let make = |staff_id| {
             booking_command(
                 booking_id,
                 staff_id,
-                &input,
+                input,
                 &phone,
                 &placement,
                 (meta, self.config.hold_ttl),
@@ -92,7 +121,7 @@ impl<S: Store> Commands<S> {
         };
         // Refuse bad input before any calendar is touched.
         Booking::default().decide(make(input.staff_id.unwrap_or_default()))?;
-        self.check_quota(&tenant, meta).await?;
+        self.check_quota(tenant, meta).await?;
 
         let candidates = match input.staff_id {
             Some(id) => vec![id],
@@ -103,13 +132,17 @@ impl<S: Store> Commands<S> {
             }
         };
         let named = input.staff_id.is_some();
-        let calendar =
-            calendar_commands(booking_id, &input, &placement, meta, self.config.hold_ttl);
+        let calendar = calendar_commands(booking_id, input, &placement, meta, self.config.hold_ttl);
         for staff_id in candidates {
             // The id was generated for this request: its stream is new, no need to read it.
             self.store.assume_new::<Booking>(&booking_id.to_string());
             let placed = self
-                .run_booking_and_staff((booking_id, make(staff_id)), (staff_id, &calendar), meta)
+                .run_booking_and_staff(
+                    (booking_id, make(staff_id)),
+                    (staff_id, &calendar),
+                    Some(&guard),
+                    meta,
+                )
                 .await;
             match placed {
                 Ok((booking, staff)) => {

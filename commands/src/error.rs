@@ -34,6 +34,10 @@ pub enum CommandError {
     /// Concurrent writers kept winning; the caller may retry.
     #[error("the resource changed concurrently; retry")]
     Conflict,
+    /// A record the command was built from changed before it was written (its guard); the
+    /// use case builds it again from the current record.
+    #[error("a record the command relied on changed concurrently; retry")]
+    Outdated,
     /// The database is unreachable.
     #[error("the event store is unavailable")]
     Unavailable(String),

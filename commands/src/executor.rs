@@ -25,14 +25,40 @@ pub trait Versioned {
 /// The envelopes two appends wrote, or why they did not.
 pub type Appended<A, B> = Result<(Vec<EventEnvelope<A>>, Vec<EventEnvelope<B>>), CommandError>;
 
+/// A stream a command was decided on without appending to it (a tenant's services and rules
+/// for a booking), at the version the decision saw: the append happens only if that stream
+/// is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// Its aggregate type.
+    pub aggregate_type: &'static str,
+    /// Its aggregate id.
+    pub aggregate_id: String,
+    /// Its last sequence number when the command was decided.
+    pub version: u64,
+}
+
+impl Guard {
+    /// A guard on aggregate `id` of type `A` at `version`.
+    pub fn of<A: Aggregate>(id: String, version: u64) -> Self {
+        Self {
+            aggregate_type: A::TYPE,
+            aggregate_id: id,
+            version,
+        }
+    }
+}
+
 /// A store that can append to two streams in one transaction: both appends happen or neither.
 pub trait AppendTogether<A: Aggregate, B: Aggregate>: EventStore<A> + EventStore<B> {
-    /// Appends `a`'s events and `b`'s events atomically; a conflict on either stream is
+    /// Appends `a`'s events and `b`'s events atomically, provided `guard`'s stream has not
+    /// moved on ([`CommandError::Outdated`] when it has); a conflict on either stream is
     /// [`CommandError::Conflict`].
     fn append_together(
         &self,
         a: (<Self as EventStore<A>>::AC, Vec<A::Event>),
         b: (<Self as EventStore<B>>::AC, Vec<B::Event>),
+        guard: Option<&Guard>,
         metadata: &CommandMeta,
     ) -> impl std::future::Future<Output = Appended<A, B>> + Send;
 }
@@ -45,6 +71,11 @@ pub trait Trust {
     /// Declares a stream new (a freshly generated id), so its first command needs no read; if
     /// it was not new after all, the append conflicts and the command is decided again.
     fn assume_new<A: Aggregate + Clone + Send + Sync + 'static>(&self, id: &str);
+
+    /// The state last seen of a stream, without a read, and its version: good for deciding
+    /// only under a [`Guard`] at that version.
+    fn last_seen<A: Aggregate + Clone + Send + Sync + 'static>(&self, id: &str)
+    -> Option<(A, u64)>;
 }
 
 /// The result of a command: the aggregate after it, its version, and the global position of
@@ -312,13 +343,15 @@ where
 }
 
 /// Decides commands on each of two streams and appends both in one transaction, deciding
-/// both again when either stream moved on meanwhile.
+/// both again when either stream moved on meanwhile (but not when the guarded one did: the
+/// commands themselves were built from it).
 pub(crate) async fn execute_together<A, B, S>(
     store: &S,
     locks: &StripedLocks,
     attempts: u32,
     (id_a, commands_a): (&str, &[A::Command]),
     (id_b, commands_b): (&str, &[B::Command]),
+    guard: Option<&Guard>,
     meta: &CommandMeta,
 ) -> Result<(Outcome<A>, Outcome<B>), CommandError>
 where
@@ -348,7 +381,7 @@ where
         let (state_a, count_a) = (context_a.aggregate().clone(), events_a.len() as u64);
         let (state_b, count_b) = (context_b.aggregate().clone(), events_b.len() as u64);
         match store
-            .append_together((context_a, events_a), (context_b, events_b), meta)
+            .append_together((context_a, events_a), (context_b, events_b), guard, meta)
             .await
         {
             Ok((committed_a, committed_b)) => {

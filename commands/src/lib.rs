@@ -45,7 +45,7 @@ pub use branches::{BranchInput, PhoneNumberInput};
 pub use cancel_booking::CancelBookingInput;
 pub use create_booking::{CreateBookingInput, CustomerInput};
 pub use error::CommandError;
-pub use executor::{AppendTogether, Appended, Outcome, Trust, Versioned};
+pub use executor::{AppendTogether, Appended, Guard, Outcome, Trust, Versioned};
 pub use metadata::{Channel, CommandMeta};
 pub use ports::Directory;
 pub use reschedule_booking::RescheduleBookingInput;
@@ -201,6 +201,7 @@ impl<S: Store> Commands<S> {
         &self,
         (booking_id, booking_command): (BookingId, BookingCommand),
         (staff_id, staff_commands): (StaffId, &[StaffCommand]),
+        guard: Option<&Guard>,
         meta: &CommandMeta,
     ) -> Result<(Outcome<Booking>, Outcome<Staff>), CommandError> {
         let (booking, staff) = (booking_id.to_string(), staff_id.to_string());
@@ -210,6 +211,7 @@ impl<S: Store> Commands<S> {
             self.config.max_attempts,
             (&booking, std::slice::from_ref(&booking_command)),
             (&staff, staff_commands),
+            guard,
             meta,
         )
         .await

@@ -78,7 +78,7 @@ impl<S: Store> Commands<S> {
             now: meta.now,
         };
         let (moved, reserved) = self
-            .run_booking_and_staff((booking_id, command), (staff_to, &[confirm]), meta)
+            .run_booking_and_staff((booking_id, command), (staff_to, &[confirm]), None, meta)
             .await?;
         let mut position = max_position(moved.position, reserved.position);
         if staff_to != staff_from {

@@ -110,3 +110,51 @@ async fn a_slot_freed_on_another_instance_can_be_booked_at_once_on_the_first(poo
         "the first instance decided on a stale calendar: {body}"
     );
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(pool: PgPool) {
+    let mut app = TestApp::spawn(pool).await;
+    let second = app.another_instance().await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    // The first instance books, so it holds the tenant as it was then.
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), berlin(3, 10, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let path = format!("/api/v2/mcp/services/{}/retire", salon.service_id);
+    let (status, body) = call_at(
+        &app.http,
+        &second,
+        Method::POST,
+        &salon.key,
+        &path,
+        Some(serde_json::json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), berlin(3, 11, 0)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("RESOURCE_NOT_FOUND")),
+        "the first instance booked a retired service: {body}"
+    );
+    let (bookings,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM events WHERE event_type = 'BookingCreated'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(bookings, 1);
+}

@@ -10,6 +10,7 @@ mod audit;
 mod availability;
 mod calendar_sync;
 mod commands_over_http;
+mod concurrent_appends;
 mod double_booking;
 mod faults;
 mod gap;

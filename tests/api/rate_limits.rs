@@ -118,3 +118,62 @@ async fn the_limit_follows_the_plan_and_covers_the_mcp_endpoint(pool: PgPool) {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["x-ratelimit-limit"], "5");
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn concurrent_requests_are_each_counted_once(pool: PgPool) {
+    let mut app = TestApp::spawn_with(pool, |c| {
+        c.rate_limits.rate_limit_window = LONG_WINDOW;
+        c.rate_limits.rate_limit_pro = 40;
+    })
+    .await;
+    let second = app
+        .another_instance_with(|c| {
+            c.rate_limits.rate_limit_window = LONG_WINDOW;
+            c.rate_limits.rate_limit_pro = 40;
+        })
+        .await;
+    let (_, key) = app.register_tenant("Gleichzeitig", "professional").await;
+    let instances = [app.address.clone(), second];
+    let requests = (0..100).map(|i| {
+        let (http, key) = (app.http.clone(), key.clone());
+        let address = instances[i % 2].clone();
+        tokio::spawn(async move {
+            let response = http
+                .get(format!("{address}/api/v2/mcp/tenant"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            let remaining: i64 = response.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (response.status(), remaining)
+        })
+    });
+    let answers: Vec<(StatusCode, i64)> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut granted: Vec<i64> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, remaining)| *remaining)
+        .collect();
+    granted.sort_unstable();
+    // Exactly the limit got through, each told a place of its own in the window.
+    assert_eq!(granted, (0..40).collect::<Vec<_>>(), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, r)| *s == StatusCode::OK || (*s == StatusCode::TOO_MANY_REQUESTS && *r == 0)),
+        "{answers:?}"
+    );
+    let (counted,): (i64,) = sqlx::query_as("SELECT sum(requests)::bigint FROM rate_limit_windows")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 100);
+}

@@ -39,6 +39,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+/// The same allocator as `bookingd`, so the server measured here is the one that runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "bench/availability.rs"]
 mod availability;
 #[path = "bench/read_side.rs"]
@@ -499,7 +503,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    // One part alone: `BENCH_ONLY=read`, `availability` or `soak` (not part of a full run).
+    // One part alone: `BENCH_ONLY=write`, `read`, `availability` or `soak` (not part of a
+    // full run).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("read") => return read_side::run(&server, nats_url, &reqwest::Client::new()).await,
         Ok("soak") => return soak::run(&server, nats_url, &reqwest::Client::new()).await,
@@ -546,6 +551,9 @@ async fn main() -> anyhow::Result<()> {
     report(&results, &raw, &saturated, caught_up);
     steady_relay_lag(&http, &base, &salon, 200 + 2 * n, &pool, &lags).await?;
     let _ = stop.send(());
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("write") {
+        return Ok(());
+    }
     read_side::run(&server, nats_url.clone(), &http).await?;
     availability::run(&server, nats_url, &http).await
 }
