@@ -69,8 +69,9 @@ impl<S: Store> Commands<S> {
     /// qualified ones are tried in turn until one has the slot free.
     ///
     /// It is decided on the tenant (services, hours, rules) as this process last saw it, and
-    /// written only if the tenant has not changed since; if it has, it is decided again on
-    /// the tenant as stored.
+    /// written only if the tenant has not changed since. When the tenant has changed, or the
+    /// booking was refused (perhaps by a tenant changed elsewhere), the stored tenant is read
+    /// and, if it is newer, the booking decided again on it.
     #[tracing::instrument(skip_all, fields(tenant_id = %meta.tenant_id, %booking_id))]
     pub async fn create_booking(
         &self,
@@ -84,13 +85,20 @@ impl<S: Store> Commands<S> {
         if let Some((tenant, version)) = self.store.last_seen::<Tenant>(&id)
             && tenant.id == Some(meta.tenant_id)
         {
-            match self
+            let refused = match self
                 .book(meta, booking_id, &input, (&tenant, version))
                 .await
             {
-                Err(CommandError::Outdated) => {}
+                Err(e) if tenant_may_change(&e) => e,
                 decided => return decided,
+            };
+            let (stored, stored_version) = self.tenant(meta.tenant_id).await?;
+            if stored_version == version {
+                return Err(refused);
             }
+            return self
+                .book(meta, booking_id, &input, (&stored, stored_version))
+                .await;
         }
         let (tenant, version) = self.tenant(meta.tenant_id).await?;
         self.book(meta, booking_id, &input, (&tenant, version))
@@ -208,6 +216,16 @@ impl<S: Store> Commands<S> {
         let made = self.directory.bookings_since(meta.tenant_id, since).await?;
         Ok(check_monthly_limit(tenant.plan, made)?)
     }
+}
+
+/// Whether a booking refused on the tenant as last seen might be accepted on a newer one: a
+/// rule's refusal might, a failure to write (or a write whose outcome is unknown) is answered
+/// as it is.
+fn tenant_may_change(error: &CommandError) -> bool {
+    !matches!(
+        error,
+        CommandError::Conflict | CommandError::Unavailable(_) | CommandError::Internal(_)
+    )
 }
 
 /// The calendar side of a placement: hold the slot and, unless the caller only wants a hold

@@ -158,3 +158,55 @@ async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(p
             .unwrap();
     assert_eq!(bookings, 1);
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_service_defined_on_another_instance_can_be_booked_at_once_on_the_first(pool: PgPool) {
+    let mut app = TestApp::spawn(pool).await;
+    let second = app.another_instance().await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let (status, body) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), berlin(3, 10, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The second instance defines a service and qualifies the staff member for it.
+    let (status, body) = call_at(
+        &app.http,
+        &second,
+        Method::POST,
+        &salon.key,
+        "/api/v2/mcp/services",
+        Some(serde_json::json!({ "name": "Colour", "duration_minutes": 60, "price": { "amount_minor": 6900, "currency": "EUR" }, "buffer_before_minutes": 0, "buffer_after_minutes": 0, "branch_ids": [salon.branch_id], "deposit": null })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let service = body["data"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = call_at(
+        &app.http,
+        &second,
+        Method::PUT,
+        &salon.key,
+        &format!(
+            "/api/v2/mcp/staff/{}/services/{service}",
+            salon.staff_ids[0]
+        ),
+        Some(serde_json::json!({ "level": 2 })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut colour = TestApp::booking(&salon, Some(0), berlin(3, 14, 0));
+    colour["service_id"] = serde_json::json!(service);
+    let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", colour).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the first instance decided on the tenant as it was before the service: {body}"
+    );
+}
