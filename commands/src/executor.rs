@@ -27,7 +27,7 @@ pub type Appended<A, B> = Result<(Vec<EventEnvelope<A>>, Vec<EventEnvelope<B>>),
 
 /// A stream a command was decided on without appending to it (a tenant's services and rules
 /// for a booking), at the version the decision saw: the append happens only if that stream
-/// is still there.
+/// is still at that version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
     /// Its aggregate type.
