@@ -38,7 +38,7 @@ WITH guard AS (
 SELECT aggregate_type, aggregate_id, sequence, position FROM appended";
 
 /// One event row of a command's append.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Row {
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
@@ -50,7 +50,7 @@ pub(crate) struct Row {
 }
 
 /// A snapshot written with a command's events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct DueSnapshot {
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
@@ -59,7 +59,7 @@ pub(crate) struct DueSnapshot {
 }
 
 /// A stream a command decided on without appending to it, at the version it saw.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Guard {
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
@@ -67,7 +67,7 @@ pub(crate) struct Guard {
 }
 
 /// Everything one command appends: all or nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub(crate) struct Write {
     pub rows: Vec<Row>,
     pub snapshots: Vec<DueSnapshot>,

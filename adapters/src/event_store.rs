@@ -517,7 +517,7 @@ where
         );
         let (snapshotted_a, snapshotted_b) = (snapshot_a.is_some(), snapshot_b.is_some());
         let write = Write {
-            rows: [a.rows, b.rows].concat(),
+            rows: a.rows.into_iter().chain(b.rows).collect(),
             snapshots: snapshot_a.into_iter().chain(snapshot_b).collect(),
             guard: guard.map(|g| Guard {
                 aggregate_type: g.aggregate_type,

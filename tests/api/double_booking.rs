@@ -111,12 +111,12 @@ async fn a_slot_freed_on_another_instance_can_be_booked_at_once_on_the_first(poo
     );
 }
 
-#[sqlx::test(migrator = "adapters::MIGRATOR")]
-async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(pool: PgPool) {
+/// Two instances and a salon, after a booking on the first: the first holds the tenant as
+/// it was then. Returns the first, the second's address and the salon.
+async fn two_instances_after_a_booking(pool: PgPool) -> (TestApp, String, Salon) {
     let mut app = TestApp::spawn(pool).await;
     let second = app.another_instance().await;
     let salon = app.seed_salon("Salon", "professional").await;
-    // The first instance books, so it holds the tenant as it was then.
     let (status, body) = app
         .post(
             &salon.key,
@@ -125,6 +125,12 @@ async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(p
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    (app, second, salon)
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(pool: PgPool) {
+    let (app, second, salon) = two_instances_after_a_booking(pool).await;
 
     let path = format!("/api/v2/mcp/services/{}/retire", salon.service_id);
     let (status, body) = call_at(
@@ -161,17 +167,7 @@ async fn a_service_retired_on_another_instance_is_refused_at_once_on_the_first(p
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_service_defined_on_another_instance_can_be_booked_at_once_on_the_first(pool: PgPool) {
-    let mut app = TestApp::spawn(pool).await;
-    let second = app.another_instance().await;
-    let salon = app.seed_salon("Salon", "professional").await;
-    let (status, body) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(&salon, Some(0), berlin(3, 10, 0)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (app, second, salon) = two_instances_after_a_booking(pool).await;
 
     // The second instance defines a service and qualifies the staff member for it.
     let (status, body) = call_at(
