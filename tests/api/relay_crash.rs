@@ -7,9 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::app::{berlin, database_url};
+use crate::support::app::{Salon, berlin, database_url};
 use crate::support::process::BookingdProcess;
-use crate::support::stream::assert_stream_matches_store;
+use crate::support::stream::{assert_stream_matches_store, stream_len};
 use crate::support::{TestApp, poll_until};
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -181,5 +181,64 @@ async fn sigterm_mid_load_finishes_the_requests_in_flight_and_publishes_them(poo
     .unwrap();
     assert_eq!(usize::try_from(changes).unwrap(), answered);
     // Before it exited, the relay published everything committed: no restart needed.
+    assert_stream_matches_store(&pool, &app.nats.url()).await;
+}
+
+/// Books one appointment at each of `hours` on day `day`, each answered 201.
+async fn book_hours(app: &TestApp, salon: &Salon, day: i64, hours: &[u32]) {
+    for &hour in hours {
+        let (status, body) = app
+            .post(
+                &salon.key,
+                "/api/v2/mcp/bookings",
+                TestApp::booking(salon, None, berlin(day, hour, 0)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+/// A relay whose checkpoint fell behind what it had published (a crash between the PubAcks and
+/// the checkpoint) finds a backlog partly on the stream already. The backlog is large enough to
+/// go as an atomic batch, which JetStream refuses whole for its repeats; every event still ends
+/// up on the stream once, in per-aggregate order.
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool: PgPool) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let url = database_url(&pool);
+    let mut first = BookingdProcess::start(&url, &app.nats.url()).await;
+    app.address = first.address.clone();
+    let salon = app.seed_salon("Salon", "enterprise").await;
+    book_hours(&app, &salon, 2, &[9, 10, 11, 13, 14, 15]).await;
+    assert!(app.wait_until_relayed(Duration::from_secs(30)).await);
+    let on_stream = app.event_count().await;
+    assert!(first.terminate().await.is_some_and(|s| s.success()));
+
+    // More bookings while no relay runs, then the checkpoint back at the start.
+    let mut quiet = BookingdProcess::start_with(
+        &url,
+        &app.nats.url(),
+        &[("BOOKINGD_RELAY", "false".to_owned())],
+    )
+    .await;
+    app.address = quiet.address.clone();
+    book_hours(&app, &salon, 3, &[9, 10, 11, 13, 14, 15]).await;
+    assert!(quiet.terminate().await.is_some_and(|s| s.success()));
+    assert_eq!(
+        stream_len(&app.nats.url()).await,
+        u64::try_from(on_stream).unwrap()
+    );
+    sqlx::query("UPDATE relay_checkpoint SET last_tx_id = '0', last_position = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(app.event_count().await >= on_stream + 24);
+
+    let second = BookingdProcess::start(&url, &app.nats.url()).await;
+    app.address = second.address.clone();
+    assert!(
+        app.wait_until_relayed(Duration::from_secs(60)).await,
+        "the relay did not get past the repeats"
+    );
     assert_stream_matches_store(&pool, &app.nats.url()).await;
 }
