@@ -12,13 +12,19 @@ use crate::support::process::BookingdProcess;
 use crate::support::stream::{assert_stream_matches_store, stream_len};
 use crate::support::{TestApp, poll_until};
 
+/// A test app talking to `bookingd serve` in a process of its own, with a seeded salon.
+async fn salon_on_a_process(pool: &PgPool) -> (TestApp, BookingdProcess, Salon) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let bookingd = BookingdProcess::start(&database_url(pool), &app.nats.url()).await;
+    app.address = bookingd.address.clone();
+    let salon = app.seed_salon("Salon", "enterprise").await;
+    (app, bookingd, salon)
+}
+
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(pool: PgPool) {
-    let mut app = TestApp::bare(pool.clone()).await;
+    let (mut app, mut first, salon) = salon_on_a_process(&pool).await;
     let url = database_url(&pool);
-    let mut first = BookingdProcess::start(&url, &app.nats.url()).await;
-    app.address = first.address.clone();
-    let salon = app.seed_salon("Salon", "enterprise").await;
     let mut bookings = Vec::new();
     for i in 0..20 {
         let (status, body) = app
@@ -100,11 +106,7 @@ async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(p
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn sigterm_mid_load_finishes_the_requests_in_flight_and_publishes_them(pool: PgPool) {
-    let mut app = TestApp::bare(pool.clone()).await;
-    let url = database_url(&pool);
-    let mut bookingd = BookingdProcess::start(&url, &app.nats.url()).await;
-    app.address = bookingd.address.clone();
-    let salon = app.seed_salon("Salon", "enterprise").await;
+    let (app, mut bookingd, salon) = salon_on_a_process(&pool).await;
     let (status, body) = app
         .post(
             &salon.key,
@@ -204,11 +206,8 @@ async fn book_hours(app: &TestApp, salon: &Salon, day: i64, hours: &[u32]) {
 /// up on the stream once, in per-aggregate order.
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool: PgPool) {
-    let mut app = TestApp::bare(pool.clone()).await;
+    let (mut app, mut first, salon) = salon_on_a_process(&pool).await;
     let url = database_url(&pool);
-    let mut first = BookingdProcess::start(&url, &app.nats.url()).await;
-    app.address = first.address.clone();
-    let salon = app.seed_salon("Salon", "enterprise").await;
     book_hours(&app, &salon, 2, &[9, 10, 11, 13, 14, 15]).await;
     assert!(app.wait_until_relayed(Duration::from_secs(30)).await);
     let on_stream = app.event_count().await;
