@@ -44,7 +44,7 @@ use crate::idempotency::once;
 use crate::routes::availability::{
     self, AvailableStaffQuery, CheckAvailabilityInput, FreeStaffList,
 };
-use crate::routes::bookings::{self, BookingPage, ListBookingsQuery, ShowBookingQuery};
+use crate::routes::bookings::{self, BookingPage, ListBookingsQuery};
 use crate::routes::routing::{
     self, IncomingCall, NearbyBranches, NearestBranchQuery, RoutingDecision,
 };
@@ -658,6 +658,9 @@ impl BookingTools {
     }
 
     /// One booking: status, time, staff, customer, confirmation number.
+    ///
+    /// Read from the booking's own events, not from a read model: an agent that has just held,
+    /// confirmed or moved a booking mid-call sees that change here at once.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn get_booking(
         &self,
@@ -665,18 +668,12 @@ impl BookingTools {
         Parameters(args): Parameters<BookingRef>,
     ) -> Result<Json<BookingView>, ToolError> {
         let caller = caller(&parts)?;
-        let query = ShowBookingQuery {
-            min_position: None,
-            as_of: None,
-        };
-        let answer = bookings::show(
-            axum::extract::State(self.app.clone()),
-            caller,
-            error::Path(args.booking_id),
-            error::Query(query),
-        )
-        .await?;
-        Ok(Json(answer.0.data))
+        let (booking, _version) = self
+            .app
+            .commands
+            .booking(caller.who.tenant_id, args.booking_id)
+            .await?;
+        Ok(Json(BookingView::of(&booking)?))
     }
 
     /// A customer's bookings, found by phone number: upcoming ones, or all with include_past.

@@ -1056,3 +1056,101 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
     .await;
     assert_eq!(body["result"]["isError"], true, "{body}");
 }
+
+/// The status the bookings read model holds for `booking`.
+async fn viewed_status(app: &TestApp, booking: &Value) -> Option<String> {
+    let id = uuid::Uuid::parse_str(booking["id"].as_str().unwrap()).unwrap();
+    sqlx::query_scalar("SELECT status FROM bookings_view WHERE booking_id = $1")
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_has_it(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn(pool).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let tool = |id: u32, name: &'static str, arguments: Value| {
+        modern(
+            id,
+            "tools/call",
+            Some(name),
+            json!({ "name": name, "arguments": arguments }),
+        )
+    };
+    let (_, body) = mcp(
+        &app,
+        Some(&salon.key),
+        None,
+        tool(
+            1,
+            "create_booking",
+            json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
+                "start": berlin(1, 15, 0).to_rfc3339(),
+                "customer": { "phone": "0151 2345678", "name": "Erika" },
+                "idempotency_key": "book-1" }),
+        ),
+    )
+    .await;
+    let booking = body["result"]["structuredContent"].clone();
+    assert_eq!(booking["status"], "confirmed", "{body}");
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            viewed_status(&app, &booking).await.as_deref() == Some("confirmed")
+        })
+        .await,
+        "the read model never showed the booking"
+    );
+
+    // Hold the read model's row: the projection cannot apply the cancellation until released.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM bookings_view WHERE booking_id = $1 FOR UPDATE")
+        .bind(uuid::Uuid::parse_str(booking["id"].as_str().unwrap()).unwrap())
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let (_, body) = mcp(
+        &app,
+        Some(&salon.key),
+        None,
+        tool(
+            2,
+            "cancel_booking",
+            json!({ "booking_id": booking["id"], "reason": "customer ill",
+                "idempotency_key": "cancel-1" }),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"]["status"], "cancelled",
+        "{body}"
+    );
+    let (_, seen) = mcp(
+        &app,
+        Some(&salon.key),
+        None,
+        tool(3, "get_booking", json!({ "booking_id": booking["id"] })),
+    )
+    .await;
+    assert_eq!(
+        viewed_status(&app, &booking).await.as_deref(),
+        Some("confirmed"),
+        "the read model was meant to be behind here"
+    );
+    assert_eq!(
+        seen["result"]["structuredContent"]["status"], "cancelled",
+        "{seen}"
+    );
+
+    blocker.rollback().await.unwrap();
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            viewed_status(&app, &booking).await.as_deref() == Some("cancelled")
+        })
+        .await,
+        "the read model never caught up once released"
+    );
+}
