@@ -19,8 +19,8 @@ use commands::{CommandConfig, Commands};
 use projections::{Bookings, StaffCalendars, Tenants};
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -39,6 +39,9 @@ pub fn install_crypto_provider() {
     let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
 }
 
+/// How long a pooled connection may sit idle before it is pinged on acquire.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A pool on the configured database. Fails fast when Postgres is down.
 ///
 /// Its sessions plan each prepared statement once (`plan_cache_mode=force_generic_plan`).
@@ -53,6 +56,18 @@ pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool>
     PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(Duration::from_secs(3))
+        // By default every acquire first pings the connection: a round trip before each
+        // query. One that answered moments ago is taken as alive (if it died since, its query
+        // fails and the connection is dropped); one idle for longer is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .context("cannot connect to Postgres")
