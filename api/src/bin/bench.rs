@@ -626,8 +626,8 @@ async fn paced_relay_lag(
     Ok(())
 }
 
-/// Paced rates for the relay's lag below saturation: a busy salon chain's peak, and about half
-/// of what a two-core machine takes at 16 clients.
+/// Paced rates for the relay's lag below saturation: one well below it, and one about half of
+/// what a two-core machine takes at 16 clients.
 const PACED_RATES: [u64; 2] = [200, 800];
 const PACED_SECONDS: u64 = 10;
 
