@@ -21,10 +21,21 @@ async fn salon_on_a_process(pool: &PgPool) -> (TestApp, BookingdProcess, Salon) 
     (app, bookingd, salon)
 }
 
+/// Starts `bookingd serve` again and checks that its relay brings the stream level with the
+/// store: every event on it once, in per-aggregate order.
+async fn restart_and_assert_relayed(app: &mut TestApp, pool: &PgPool, stalled: &str) {
+    let again = BookingdProcess::start(&database_url(pool), &app.nats.url()).await;
+    app.address = again.address.clone();
+    assert!(
+        app.wait_until_relayed(Duration::from_secs(60)).await,
+        "{stalled}"
+    );
+    assert_stream_matches_store(pool, &app.nats.url()).await;
+}
+
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(pool: PgPool) {
     let (mut app, mut first, salon) = salon_on_a_process(&pool).await;
-    let url = database_url(&pool);
     let mut bookings = Vec::new();
     for i in 0..20 {
         let (status, body) = app
@@ -95,13 +106,7 @@ async fn every_event_reaches_the_stream_once_after_bookingd_is_killed_mid_load(p
         "bookingd was killed after the load had finished"
     );
 
-    let second = BookingdProcess::start(&url, &app.nats.url()).await;
-    app.address = second.address.clone();
-    assert!(
-        app.wait_until_relayed(Duration::from_secs(60)).await,
-        "the restarted relay did not catch up"
-    );
-    assert_stream_matches_store(&pool, &app.nats.url()).await;
+    restart_and_assert_relayed(&mut app, &pool, "the restarted relay did not catch up").await;
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -233,11 +238,5 @@ async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool:
         .unwrap();
     assert!(app.event_count().await >= on_stream + 24);
 
-    let second = BookingdProcess::start(&url, &app.nats.url()).await;
-    app.address = second.address.clone();
-    assert!(
-        app.wait_until_relayed(Duration::from_secs(60)).await,
-        "the relay did not get past the repeats"
-    );
-    assert_stream_matches_store(&pool, &app.nats.url()).await;
+    restart_and_assert_relayed(&mut app, &pool, "the relay did not get past the repeats").await;
 }

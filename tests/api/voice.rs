@@ -903,6 +903,16 @@ fn modern(
     )
 }
 
+/// A `tools/call` of tool `name` with `arguments`, in the 2026-07-28 era.
+fn tool_call(id: u32, name: &str, arguments: Value) -> (Vec<(&'static str, String)>, Value) {
+    modern(
+        id,
+        "tools/call",
+        Some(name),
+        json!({ "name": name, "arguments": arguments }),
+    )
+}
+
 async fn mcp(
     app: &TestApp,
     key: Option<&str>,
@@ -970,14 +980,7 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
     let args = json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
         "start": start, "customer": { "phone": "0151 2345678", "name": "Erika" },
         "idempotency_key": "k-1" });
-    let book = || {
-        modern(
-            2,
-            "tools/call",
-            Some("create_booking"),
-            json!({ "name": "create_booking", "arguments": args }),
-        )
-    };
+    let book = || tool_call(2, "create_booking", args.clone());
     let (status, body) = mcp(&app, Some(&salon.key), None, book()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["result"]["isError"], false, "{body}");
@@ -994,12 +997,7 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
         &app,
         Some(&salon.key),
         None,
-        modern(
-            3,
-            "tools/call",
-            Some("create_booking"),
-            json!({ "name": "create_booking", "arguments": changed }),
-        ),
+        tool_call(3, "create_booking", changed),
     )
     .await;
     assert_eq!(body["result"]["isError"], true, "{body}");
@@ -1011,12 +1009,12 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
         "{body}"
     );
 
-    let get = json!({ "name": "get_booking", "arguments": { "booking_id": booking["id"] } });
+    let get = json!({ "booking_id": booking["id"] });
     let (_, mine) = mcp(
         &app,
         Some(&salon.key),
         None,
-        modern(4, "tools/call", Some("get_booking"), get.clone()),
+        tool_call(4, "get_booking", get.clone()),
     )
     .await;
     assert_eq!(
@@ -1027,7 +1025,7 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
         &app,
         Some(&other.key),
         None,
-        modern(5, "tools/call", Some("get_booking"), get),
+        tool_call(5, "get_booking", get),
     )
     .await;
     assert_eq!(theirs["result"]["isError"], true, "{theirs}");
@@ -1046,12 +1044,7 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
         &app,
         Some(&salon.key),
         None,
-        modern(
-            6,
-            "tools/call",
-            Some("create_booking"),
-            json!({ "name": "create_booking", "arguments": past }),
-        ),
+        tool_call(6, "create_booking", past),
     )
     .await;
     assert_eq!(body["result"]["isError"], true, "{body}");
@@ -1073,19 +1066,11 @@ async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_
 ) {
     let app = TestApp::spawn(pool).await;
     let salon = app.seed_salon("Salon", "professional").await;
-    let tool = |id: u32, name: &'static str, arguments: Value| {
-        modern(
-            id,
-            "tools/call",
-            Some(name),
-            json!({ "name": name, "arguments": arguments }),
-        )
-    };
     let (_, body) = mcp(
         &app,
         Some(&salon.key),
         None,
-        tool(
+        tool_call(
             1,
             "create_booking",
             json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
@@ -1116,7 +1101,7 @@ async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_
         &app,
         Some(&salon.key),
         None,
-        tool(
+        tool_call(
             2,
             "cancel_booking",
             json!({ "booking_id": booking["id"], "reason": "customer ill",
@@ -1132,7 +1117,7 @@ async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_
         &app,
         Some(&salon.key),
         None,
-        tool(3, "get_booking", json!({ "booking_id": booking["id"] })),
+        tool_call(3, "get_booking", json!({ "booking_id": booking["id"] })),
     )
     .await;
     assert_eq!(
