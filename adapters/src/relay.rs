@@ -243,9 +243,9 @@ async fn publish_each(
 const ATOMIC_BATCH: usize = 500;
 
 /// Fewer messages than this go one by one even where atomic batches are taken: on
-/// nats-server 2.15 a batch costs about 5 ms of its own whatever its size (with or without
-/// fsync), a single message about 0.3 ms with `sync_interval: always`; batches pay off only
-/// for a backlog.
+/// nats-server 2.15 a batch costs 3 to 5 ms of its own whatever its size (with or without
+/// fsync; measured on two-core machines of differing speed), a single message 0.2 to 0.3 ms
+/// with `sync_interval: always`; batches pay off only for a backlog.
 const ATOMIC_FROM: usize = 24;
 
 /// Whether JetStream refused a batch because one of its `Nats-Msg-Id`s is already stored.
