@@ -12,8 +12,28 @@ NATS_SERVER_BIN="$(ensure_nats_server)"
 export NATS_SERVER_BIN
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 
-log "building and running the tests"
-cargo test --workspace --locked "$@"
+# A system test holds up to about 30 Postgres connections (two bookingd instances with their
+# pools and relays, and its own); run as many side by side as the server's max_connections
+# leaves room for, and no more than there are cores.
+if [ -z "${RUST_TEST_THREADS:-}" ]; then
+    max_connections="$(psql "$DATABASE_URL" -Atc 'SHOW max_connections' || echo 100)"
+    threads=$(((max_connections - 30) / 30))
+    threads=$((threads > $(nproc) ? $(nproc) : threads))
+    export RUST_TEST_THREADS=$((threads < 1 ? 1 : threads))
+fi
+
+log "building and running the tests ($RUST_TEST_THREADS at a time)"
+if [ -n "${BOOKINGD_TEST_TIMEOUT:-}" ]; then
+    # Unattended runs (CI): a test that hangs fails the run instead of holding it up; the
+    # "has been running for over 60 seconds" lines above name it.
+    timeout --kill-after=30 "$BOOKINGD_TEST_TIMEOUT" cargo test --workspace --locked "$@" || {
+        status=$?
+        [ "$status" -ne 124 ] || echo "the tests did not finish within $BOOKINGD_TEST_TIMEOUT s" >&2
+        exit "$status"
+    }
+else
+    cargo test --workspace --locked "$@"
+fi
 
 # Real MCP clients against a running bookingd (skipped when arguments narrow the test run).
 if [ "$#" -eq 0 ]; then

@@ -114,11 +114,16 @@ pub(crate) fn berlin(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// Postgres connections per bookingd a test starts, in process or as a process of its own
+/// (besides the relay's three). Tests run side by side on one Postgres and its
+/// `max_connections`; `scripts/test.sh` sets how many run at once from the same budget.
+pub(crate) const POOL_SIZE: u32 = 10;
+
 fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
     ServeConfig {
         database: DatabaseConfig {
             database_url: SecretString::from(url.to_owned()),
-            db_pool_size: 20,
+            db_pool_size: POOL_SIZE,
         },
         nats: NatsConfig {
             nats_url: nats_url.to_owned(),

@@ -1,9 +1,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::app::{OPERATOR_TOKEN, poll_until};
+use super::app::{OPERATOR_TOKEN, POOL_SIZE, poll_until};
 
-/// bookingd in a process of its own, so it can be killed with SIGKILL.
+/// bookingd in a process of its own, so it can be killed with SIGKILL. It exits by itself
+/// when the test process goes without killing it: its standard input is a pipe held here.
 #[derive(Debug)]
 pub(crate) struct BookingdProcess {
     child: Child,
@@ -44,7 +45,10 @@ impl BookingdProcess {
             .env("BOOKINGD_BIND", format!("127.0.0.1:{port}"))
             .env("BOOKINGD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("RUST_LOG", "warn")
+            .env("BOOKINGD_DB_POOL_SIZE", POOL_SIZE.to_string())
+            .env("BOOKINGD_SYSTEM_WATCH_PARENT", "1")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()
