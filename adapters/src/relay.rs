@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -221,26 +222,63 @@ fn observe_all(rows: &[StoredEvent], observer: Option<&LagObserver>) {
     }
 }
 
+fn publish_error(error: &PublishError) -> RelayError {
+    RelayError::Publish(error.to_string())
+}
+
 /// Publishes rows one message each, pipelined (all sent, then all acks awaited); JetStream
 /// drops repeats by `Nats-Msg-Id`. Order on the wire is the order of `rows`.
+///
+/// Each message after the first names the one before it as the stream's last
+/// (`Nats-Expected-Last-Msg-Id`). Should the connection drop after a message went out and was
+/// lost, a later one sent after the reconnect is refused instead of stored ahead of it, and the
+/// round's retry keeps the order. Where the stream's last message is not the one before for a
+/// reason that a retry does not change (a repeat, which JetStream drops, followed by a new
+/// event; another publisher in between, as `relay republish` beside a running relay), the rows
+/// go again one at a time, each acknowledged before the next is sent.
 async fn publish_each(
     js: &jetstream::Context,
     rows: &[StoredEvent],
     observer: Option<&LagObserver>,
 ) -> Result<(), RelayError> {
-    let mut pending = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (subject, headers, body) = message(row)?;
-        let ack = js
-            .publish_with_headers(subject, headers, body)
-            .await
-            .map_err(|e| RelayError::Publish(e.to_string()))?;
-        pending.push(ack);
-    }
-    for ack in pending {
-        ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+    let messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
+    match publish_chained(js, rows, messages).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == PublishErrorKind::WrongLastMessageId => {
+            for row in rows {
+                let (subject, headers, body) = message(row)?;
+                js.publish_with_headers(subject, headers, body)
+                    .await
+                    .map_err(|e| publish_error(&e))?
+                    .await
+                    .map_err(|e| publish_error(&e))?;
+            }
+        }
+        Err(e) => return Err(publish_error(&e)),
     }
     observe_all(rows, observer);
+    Ok(())
+}
+
+/// Every message sent, each after the first naming its predecessor's event id, then every
+/// ack awaited.
+async fn publish_chained(
+    js: &jetstream::Context,
+    rows: &[StoredEvent],
+    messages: Vec<(String, HeaderMap, bytes::Bytes)>,
+) -> Result<(), PublishError> {
+    let mut pending = Vec::with_capacity(messages.len());
+    let mut previous: Option<&str> = None;
+    for (row, (subject, mut headers, body)) in rows.iter().zip(messages) {
+        if let Some(previous) = previous {
+            headers.insert("Nats-Expected-Last-Msg-Id", previous);
+        }
+        previous = Some(&row.event_id);
+        pending.push(js.publish_with_headers(subject, headers, body).await?);
+    }
+    for ack in pending {
+        ack.await?;
+    }
     Ok(())
 }
 
@@ -254,7 +292,7 @@ const ATOMIC_BATCH: usize = 500;
 const ATOMIC_FROM: usize = 24;
 
 /// Whether JetStream refused a batch because one of its `Nats-Msg-Id`s is already stored.
-fn is_duplicate_in_batch(error: &async_nats::jetstream::context::PublishError) -> bool {
+fn is_duplicate_in_batch(error: &PublishError) -> bool {
     let code = std::error::Error::source(error)
         .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
         .map(|e| e.error_code().0);
