@@ -409,10 +409,13 @@ impl Relay {
         self
     }
 
-    /// Runs until `shutdown` turns true: stands by until elected, then publishes. Errors end
-    /// the current term (the lock is released with its connection) and it tries again.
+    /// Runs until `shutdown` turns true, or its sender is gone: stands by until elected, then
+    /// publishes. Errors end the current term (the lock is released with its connection) and
+    /// it tries again.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
+        // The relay runs on a thread of its own: should the task owning the sender be dropped
+        // without a word, it must not go on (and `changed` would no longer wait).
+        while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
             match self.term(&mut shutdown).await {
                 Ok(()) => {}
                 Err(e) => {

@@ -240,3 +240,45 @@ async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool:
 
     restart_and_assert_relayed(&mut app, &pool, "the relay did not get past the repeats").await;
 }
+
+/// The relay runs on a thread of its own; should the task holding its shutdown sender be
+/// dropped without a word (its runtime gone), it stops instead of electing itself again and
+/// again, both as leader and as standby.
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_relay_whose_shutdown_sender_is_gone_stops(pool: PgPool) {
+    let app = TestApp::bare(pool.clone()).await;
+    let nats = async_nats::connect(app.nats.url()).await.unwrap();
+    let relay = || {
+        adapters::relay::Relay::new(
+            pool.clone(),
+            async_nats::jetstream::new(nats.clone()),
+            adapters::relay::RelayConfig::default(),
+        )
+    };
+    let (leader_stop, leader_stopped) = tokio::sync::watch::channel(false);
+    let leader = tokio::spawn(relay().run(leader_stopped));
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            stream_len(&app.nats.url()).await == 0
+                && async_nats::jetstream::new(nats.clone())
+                    .get_stream("EVENTS")
+                    .await
+                    .is_ok()
+        })
+        .await,
+        "the relay never took the lead"
+    );
+    let (standby_stop, standby_stopped) = tokio::sync::watch::channel(false);
+    let standby = tokio::spawn(relay().run(standby_stopped));
+
+    drop(standby_stop);
+    tokio::time::timeout(Duration::from_secs(10), standby)
+        .await
+        .expect("the standby relay went on without its sender")
+        .unwrap();
+    drop(leader_stop);
+    tokio::time::timeout(Duration::from_secs(10), leader)
+        .await
+        .expect("the leading relay went on without its sender")
+        .unwrap();
+}
