@@ -376,15 +376,7 @@ async fn sync_state(
     booking: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let path = format!("/api/v2/mcp/bookings/{booking}");
-    let sync = || async {
-        let (_, body) = app.get(&salon.key, &path).await;
-        body["data"].clone()
-    };
-    let seen = poll_until(Duration::from_secs(20), || async { done(&sync().await) }).await;
-    let last = sync().await;
-    assert!(seen, "the booking never reached the expected state: {last}");
-    last
+    app.booking_when(&salon.key, booking, done).await
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]

@@ -142,12 +142,7 @@ impl Deposits {
     }
 
     async fn booking_once(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let path = format!("/api/v2/mcp/bookings/{id}");
-        let get = || async { self.app.get(&self.salon.key, &path).await.1["data"].clone() };
-        let seen = poll_until(Duration::from_secs(20), || async { done(&get().await) }).await;
-        let last = get().await;
-        assert!(seen, "the booking never got there: {last}");
-        last
+        self.app.booking_when(&self.salon.key, id, done).await
     }
 
     /// Posts a Stripe event about `pi_1` of `booking`, signed at `signed_at` with `secret`.

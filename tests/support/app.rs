@@ -285,6 +285,30 @@ impl TestApp {
         self.call(Method::GET, key, path, None).await
     }
 
+    /// The booking as `GET /bookings/{id}` answers once the answer satisfies `done`, polled for
+    /// up to a minute (some steps wait for a dead process's claim to lapse). That answer
+    /// itself, not a later one: a booking the read model does not hold yet is folded from its
+    /// events, so the next read may come from a read model still behind that fold.
+    pub(crate) async fn booking_when(
+        &self,
+        key: &str,
+        id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/api/v2/mcp/bookings/{id}");
+        let last = std::sync::Mutex::new(Value::Null);
+        let seen = poll_until(Duration::from_secs(60), || async {
+            let booking = self.get(key, &path).await.1["data"].clone();
+            let satisfied = done(&booking);
+            *last.lock().unwrap() = booking;
+            satisfied
+        })
+        .await;
+        let last = last.into_inner().unwrap();
+        assert!(seen, "the booking never got there: {last}");
+        last
+    }
+
     /// Registers a tenant through the operator route; returns its id and admin key.
     pub(crate) async fn register_tenant(&self, name: &str, plan: &str) -> (String, String) {
         let (status, body) = call_at(
