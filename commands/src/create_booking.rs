@@ -64,8 +64,8 @@ struct Placement<'t> {
 }
 
 impl<S: Store> Commands<S> {
-    /// Books an appointment: holds the slot on a staff calendar, creates the booking and turns
-    /// the hold into a reservation, all in one transaction. Without a named staff member, the
+    /// Books an appointment: reserves the slot on a staff calendar (or only holds it, for a
+    /// hold or a deposit) and creates the booking, in one transaction. Without a named staff member, the
     /// qualified ones are tried in turn until one has the slot free.
     ///
     /// It is decided on the tenant (services, hours, rules) as this process last saw it, and
@@ -140,14 +140,14 @@ impl<S: Store> Commands<S> {
             }
         };
         let named = input.staff_id.is_some();
-        let calendar = calendar_commands(booking_id, input, &placement, meta, self.config.hold_ttl);
+        let calendar = calendar_command(booking_id, input, &placement, meta, self.config.hold_ttl);
         for staff_id in candidates {
             // The id was generated for this request: its stream is new, no need to read it.
             self.store.assume_new::<Booking>(&booking_id.to_string());
             let placed = self
                 .run_booking_and_staff(
                     (booking_id, make(staff_id)),
-                    (staff_id, &calendar),
+                    (staff_id, std::slice::from_ref(&calendar)),
                     Some(&guard),
                     meta,
                 )
@@ -228,35 +228,37 @@ fn tenant_may_change(error: &CommandError) -> bool {
     )
 }
 
-/// The calendar side of a placement: hold the slot and, unless the caller only wants a hold
-/// or the service asks for a deposit, turn it into a reservation at once. Both are decided in turn on the staff member's calendar
-/// and committed with the booking, so no crash can leave one without the other.
-fn calendar_commands(
+/// The calendar side of a placement: a hold when the caller only wants one or the service asks
+/// for a deposit (the slot stays held until it is paid, or the hold lapses), else the
+/// reservation at once. It is decided on the staff member's calendar and committed with the
+/// booking, so no crash can leave one without the other.
+fn calendar_command(
     booking_id: BookingId,
     input: &CreateBookingInput,
     placement: &Placement<'_>,
     meta: &CommandMeta,
     hold_ttl: chrono::Duration,
-) -> Vec<StaffCommand> {
-    let hold = StaffCommand::HoldSlot {
-        booking_id,
-        service_id: placement.service.id,
-        appointment: placement.appointment,
-        buffer_before_minutes: placement.service.buffer_before_minutes,
-        buffer_after_minutes: placement.service.buffer_after_minutes,
-        expires_at: meta.now + hold_ttl,
-        now: meta.now,
-    };
-    // A deposit keeps the slot held until it is paid (or the hold lapses).
-    if input.hold_only || placement.service.deposit.is_some() {
-        return vec![hold];
+) -> StaffCommand {
+    let (service, appointment) = (placement.service, placement.appointment);
+    if input.hold_only || service.deposit.is_some() {
+        return StaffCommand::HoldSlot {
+            booking_id,
+            service_id: service.id,
+            appointment,
+            buffer_before_minutes: service.buffer_before_minutes,
+            buffer_after_minutes: service.buffer_after_minutes,
+            expires_at: meta.now + hold_ttl,
+            now: meta.now,
+        };
     }
-    let reserve = StaffCommand::ConfirmReservation {
+    StaffCommand::ReserveSlot {
         booking_id,
-        start: placement.appointment.start,
+        service_id: service.id,
+        appointment,
+        buffer_before_minutes: service.buffer_before_minutes,
+        buffer_after_minutes: service.buffer_after_minutes,
         now: meta.now,
-    };
-    vec![hold, reserve]
+    }
 }
 
 /// The CreateBooking command for a chosen staff member.

@@ -80,6 +80,22 @@ enum Change {
 }
 
 impl CalendarChanges {
+    /// Records a new hold or reservation.
+    fn enter(
+        &mut self,
+        staff_id: Uuid,
+        hold: Hold,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let tenant_id = Uuid::parse_str(event.tenant_id())
+            .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
+        self.entries.insert(
+            (staff_id, hold.booking_id, hold.appointment.start),
+            Change::Hold(tenant_id, hold),
+        );
+        Ok(())
+    }
+
     /// Records a calendar event; hands back any other event for the caller to fold.
     fn note(
         &mut self,
@@ -96,8 +112,6 @@ impl CalendarChanges {
                 expires_at,
                 ..
             } => {
-                let tenant_id = Uuid::parse_str(event.tenant_id())
-                    .map_err(|e| ProjectionError::Unreadable(format!("tenant id: {e}")))?;
                 let hold = Hold {
                     booking_id: booking_id.0,
                     service_id: service_id.0,
@@ -105,10 +119,23 @@ impl CalendarChanges {
                     occupied,
                     expires_at: Some(expires_at),
                 };
-                self.entries.insert(
-                    (staff_id, booking_id.0, appointment.start),
-                    Change::Hold(tenant_id, hold),
-                );
+                self.enter(staff_id, hold, event)?;
+            }
+            StaffEvent::SlotReserved {
+                booking_id,
+                service_id,
+                appointment,
+                occupied,
+                ..
+            } => {
+                let reservation = Hold {
+                    booking_id: booking_id.0,
+                    service_id: service_id.0,
+                    appointment,
+                    occupied,
+                    expires_at: None,
+                };
+                self.enter(staff_id, reservation, event)?;
             }
             StaffEvent::ReservationConfirmed {
                 booking_id,
@@ -209,7 +236,7 @@ impl Rebuild for StaffCalendars {
     }
 }
 
-/// A SlotHeld's entry; without `expires_at`, already a reservation.
+/// A SlotHeld's or SlotReserved's entry; without `expires_at`, a reservation.
 struct Hold {
     booking_id: Uuid,
     service_id: Uuid,

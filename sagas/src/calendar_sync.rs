@@ -121,10 +121,13 @@ impl Saga for CalendarSync {
                     appointment,
                     time_zone,
                     notes,
+                    confirmed_at,
                     ..
                 },
                 _,
             ) => {
+                // Confirmed as it was made: it is synced now, no BookingConfirmed follows.
+                let confirmed = confirmed_at.is_some();
                 next.wanted = Some(Wanted {
                     tenant_id,
                     service_id,
@@ -133,10 +136,10 @@ impl Saga for CalendarSync {
                     time_zone: time_zone.name().to_owned(),
                     customer,
                     notes,
-                    confirmed: false,
+                    confirmed,
                     cancelled: None,
                 });
-                false
+                confirmed
             }
             (BookingEvent::BookingConfirmed { .. }, Some(wanted)) => {
                 wanted.confirmed = true;
@@ -547,7 +550,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::testing::{at, created, fold, now};
+    use crate::testing::{at, created, created_confirmed, fold, now};
+
+    #[test]
+    fn a_booking_confirmed_as_it_was_made_is_synced_at_once() {
+        let reaction = fold::<CalendarSync>(&[created_confirmed(at(1))]);
+        assert_eq!(reaction.schedule.len(), 1);
+        assert_eq!(reaction.schedule[0].due, now());
+        assert!(reaction.state.wanted.unwrap().confirmed);
+    }
 
     #[test]
     fn a_held_booking_is_not_synced_and_a_confirmed_one_is_at_once() {

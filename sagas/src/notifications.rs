@@ -166,6 +166,7 @@ impl NoticeState {
                 time_zone,
                 confirmation_number,
                 staff_id,
+                confirmed_at,
                 ..
             } => {
                 self.staff = Some(staff_id);
@@ -179,7 +180,9 @@ impl NoticeState {
                     time_zone: time_zone.name().to_owned(),
                     confirmation_number,
                 });
-                None
+                // Confirmed as it was made: no BookingConfirmed follows.
+                self.confirmed = confirmed_at.is_some();
+                self.confirmed.then_some(Notice::Confirmation)
             }
             BookingEvent::BookingConfirmed { .. } => {
                 self.confirmed = true;
@@ -829,7 +832,7 @@ mod tests {
     use chrono_tz::Europe::Berlin;
 
     use super::*;
-    use crate::testing::{at, created, fold, now};
+    use crate::testing::{at, created, created_confirmed, fold, now};
 
     fn due(reaction: &Reaction<NoticeState, NoticeJob>) -> Vec<(String, DateTime<Utc>)> {
         reaction
@@ -867,6 +870,21 @@ mod tests {
         assert_eq!(moved.state.revision, 1);
         assert_eq!(moved.schedule[1].due, at(5).start - Duration::hours(24));
         assert_eq!(moved.schedule[1].job.revision, 1);
+    }
+
+    #[test]
+    fn a_booking_confirmed_as_it_was_made_gets_what_a_later_confirmation_does() {
+        let at_once = fold::<Notifications>(&[created_confirmed(at(3))]);
+        let later = fold::<Notifications>(&[
+            created(at(3)),
+            BookingEvent::BookingConfirmed {
+                confirmed_at: now(),
+            },
+        ]);
+        assert_eq!(due(&at_once).len(), 3);
+        assert_eq!(due(&at_once), due(&later));
+        assert!(at_once.state.confirmed);
+        assert!(due(&fold::<Notifications>(&[created(at(3))])).is_empty());
     }
 
     #[test]

@@ -43,7 +43,17 @@ pub(crate) fn created(when: TimeRange) -> BookingEvent {
         created_at: now(),
         deposit: None,
         payment_due: None,
+        confirmed_at: None,
     }
+}
+
+/// Booking 1 as [`created`], confirmed as it was made (a `BookingCreated` of version 2).
+pub(crate) fn created_confirmed(when: TimeRange) -> BookingEvent {
+    let mut event = created(when);
+    if let BookingEvent::BookingCreated { confirmed_at, .. } = &mut event {
+        *confirmed_at = Some(now());
+    }
+    event
 }
 
 /// Booking 1's events in turn through saga `S`: the last step's reaction.

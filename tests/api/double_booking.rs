@@ -45,7 +45,7 @@ async fn assert_one_winner(app: &TestApp, salon: &Salon, statuses: &[StatusCode]
         .count();
     assert_eq!((created, conflicts), (1, 49), "statuses: {statuses:?}");
     let reservations: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'Staff' AND aggregate_id = $1 AND event_type = 'ReservationConfirmed'",
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Staff' AND aggregate_id = $1 AND event_type IN ('SlotReserved', 'ReservationConfirmed')",
     )
     .bind(&salon.staff_ids[0])
     .fetch_one(&app.pool)

@@ -156,8 +156,9 @@ async fn assert_every_booking_holds_its_slot(pool: &PgPool) {
         "SELECT b.aggregate_id FROM events b
           WHERE b.event_type = 'BookingCreated'
             AND NOT EXISTS (SELECT 1 FROM events s
-                             WHERE s.aggregate_type = 'Staff' AND s.event_type = 'SlotHeld'
-                               AND s.payload -> 'SlotHeld' ->> 'booking_id' = b.aggregate_id)",
+                             WHERE s.aggregate_type = 'Staff'
+                               AND s.event_type IN ('SlotHeld', 'SlotReserved')
+                               AND s.payload -> s.event_type ->> 'booking_id' = b.aggregate_id)",
     )
     .fetch_all(pool)
     .await

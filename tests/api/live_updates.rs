@@ -229,7 +229,7 @@ async fn the_audit_stream_tails_the_tenant_s_events_from_a_position(pool: PgPool
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
-    let live = tail.until("ReservationConfirmed").await;
+    let live = tail.until("SlotReserved").await;
     let types: Vec<&str> = live.iter().map(|m| m.event.as_str()).collect();
     assert!(types.contains(&"BookingCreated"), "{types:?}");
     assert!(

@@ -137,14 +137,28 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     .execute(&pool)
     .await
     .unwrap();
-    let (poisoned, _) = book(&app, &salon, 0, 2, 9, "+4915199999999").await;
+    // Held, then confirmed: two events, the second parked behind the first.
+    let mut held = TestApp::booking(&salon, Some(0), berlin(2, 9, 0));
+    held["customer"]["phone"] = json!("+4915199999999");
+    held["hold_only"] = json!(true);
+    let (status, answer) = app.post(&salon.key, "/api/v2/mcp/bookings", held).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let poisoned = answer["data"]["id"].as_str().unwrap().to_owned();
+    let (status, answer) = app
+        .post(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings/{poisoned}/confirm"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
 
     // The healthy booking is applied while the poisoned one is retried.
     let page = list(&app, &salon.key, &format!("?min_position={position}")).await;
     assert_eq!(ids(&page), std::slice::from_ref(&healthy));
 
-    // Both of its events (created, confirmed) end up parked: the second waits for the first.
+    // Both of its events (created held, confirmed) end up parked: the second waits for the first.
     let parked = poll_until(Duration::from_secs(30), || async {
         dead_letters::list(&pool, Some("bookings"))
             .await
@@ -394,10 +408,11 @@ async fn rebuilds_swap_in_while_bookings_keep_coming(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let confirmed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ReservationConfirmed'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type IN ('SlotReserved', 'ReservationConfirmed')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(entries, confirmed);
 }

@@ -226,7 +226,9 @@ async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool:
     )
     .await;
     app.address = quiet.address.clone();
+    // Twelve bookings, two events each: the 24 of an atomic batch.
     book_hours(&app, &salon, 3, &[9, 10, 11, 13, 14, 15]).await;
+    book_hours(&app, &salon, 4, &[9, 10, 11, 13, 14, 15]).await;
     assert!(quiet.terminate().await.is_some_and(|s| s.success()));
     assert_eq!(
         stream_len(&app.nats.url()).await,

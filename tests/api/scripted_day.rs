@@ -280,7 +280,7 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
     let moved_to = day.start + chrono::Duration::hours(6);
     let shown: DateTime<Utc> = one["data"]["start"].as_str().unwrap().parse().unwrap();
     assert!((shown - moved_to).num_milliseconds().abs() < 1, "{one}");
-    assert!(one["version"].as_u64().unwrap() >= 3, "{one}");
+    assert!(one["version"].as_u64().unwrap() >= 2, "{one}");
 
     // Customers, derived from bookings.
     let customers = read(&app, key, "/customers").await;
@@ -400,8 +400,8 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
     .await;
     assert_eq!(at_hire["version"], 1);
     assert_eq!(at_hire["entries"], json!([]), "{at_hire}");
-    let before_the_move = read(&app, key, &format!("/bookings/{}?as_of=2", day.bookings[5])).await;
-    assert_eq!(before_the_move["version"], 2);
+    let before_the_move = read(&app, key, &format!("/bookings/{}?as_of=1", day.bookings[5])).await;
+    assert_eq!(before_the_move["version"], 1);
     assert_ne!(before_the_move["data"]["start"], one["data"]["start"]);
 
     // Availability: Noah's 15-minute cut slots skip the moved booking's time.

@@ -14,20 +14,28 @@ async fn a_staff_member_loaded_through_a_snapshot_equals_the_fold_of_all_events(
     let app = TestApp::spawn(pool.clone()).await;
     let salon = app.seed_salon("Salon", "professional").await;
     let staff = salon.staff_ids[0].clone();
-    // 121 bookings of one staff member (SlotHeld and ReservationConfirmed on the staff stream),
-    // some cancelled (SlotReleased): past the snapshot interval of 200 events.
-    for day in 1..=11 {
+    // 154 bookings of one staff member: most reserved at once (SlotReserved), some held first
+    // and then confirmed (SlotHeld, ReservationConfirmed), some cancelled (SlotReleased);
+    // past the snapshot interval of 200 events on the staff stream.
+    for day in 1..=14 {
         for hour in [8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19] {
-            let (status, body) = app
-                .post(
-                    &salon.key,
-                    "/api/v2/mcp/bookings",
-                    TestApp::booking(&salon, Some(0), berlin(day, hour, 0)),
-                )
-                .await;
+            let mut booking = TestApp::booking(&salon, Some(0), berlin(day, hour, 0));
+            let held_first = hour % 3 == 0;
+            booking["hold_only"] = serde_json::json!(held_first);
+            let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", booking).await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
+            let id = body["data"]["id"].as_str().unwrap();
+            if held_first {
+                let (status, _) = app
+                    .post(
+                        &salon.key,
+                        &format!("/api/v2/mcp/bookings/{id}/confirm"),
+                        serde_json::json!({}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK);
+            }
             if hour % 4 == 0 {
-                let id = body["data"]["id"].as_str().unwrap();
                 let (status, _) = app
                     .post(
                         &salon.key,

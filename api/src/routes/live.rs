@@ -203,7 +203,7 @@ fn kind_of(event: &StoredEvent) -> Option<&'static str> {
         ("Booking", "BookingCancelled") => Some("booking.cancelled"),
         ("Booking", _) => Some("booking.updated"),
         // Holds and reservations show up as booking changes.
-        ("Staff", "SlotHeld" | "ReservationConfirmed" | "SlotReleased") => None,
+        ("Staff", "SlotHeld" | "SlotReserved" | "ReservationConfirmed" | "SlotReleased") => None,
         ("Staff", _) => Some("staff.updated"),
         _ => None,
     }

@@ -426,7 +426,7 @@ impl Booking {
             name: bounded("customer.name", &b.customer.name, 200)?,
             email: email(b.customer.email)?,
         };
-        let mut events = vec![BookingEvent::BookingCreated {
+        Ok(vec![BookingEvent::BookingCreated {
             booking_id: b.booking_id,
             tenant_id: b.tenant_id,
             branch_id: b.branch_id,
@@ -443,12 +443,9 @@ impl Booking {
             created_at: now,
             deposit: b.deposit,
             payment_due: b.deposit.and(b.payment_due),
-        }];
-        // A deposit is paid before the booking is confirmed.
-        if confirm && b.deposit.is_none() {
-            events.push(BookingEvent::BookingConfirmed { confirmed_at: now });
-        }
-        Ok(events)
+            // A deposit is paid before the booking is confirmed.
+            confirmed_at: (confirm && b.deposit.is_none()).then_some(now),
+        }])
     }
 
     /// The event recording a sync attempt's outcome; none when it is already recorded (a saga
@@ -600,6 +597,7 @@ impl Aggregate for Booking {
                 created_at,
                 deposit,
                 payment_due,
+                confirmed_at,
             } => {
                 *self = Self {
                     id: Some(booking_id),
@@ -610,14 +608,18 @@ impl Aggregate for Booking {
                     customer: Some(customer),
                     appointment: Some(appointment),
                     time_zone: Some(time_zone),
-                    status: BookingStatus::Held,
+                    status: if confirmed_at.is_some() {
+                        BookingStatus::Confirmed
+                    } else {
+                        BookingStatus::Held
+                    },
                     source,
                     call_id,
                     confirmation_number,
                     price: Some(price),
                     notes,
                     created_at: Some(created_at),
-                    confirmed_at: None,
+                    confirmed_at,
                     cancellation: None,
                     calendar_sync: CalendarSync::default(),
                     deposit: deposit.map(|amount| Deposit {
@@ -768,15 +770,32 @@ mod tests {
     }
 
     #[test]
-    fn a_booking_made_with_notice_is_created_and_confirmed() {
+    fn a_booking_made_with_notice_is_created_confirmed_in_one_event() {
         let events = created();
         assert!(matches!(
             &events[..],
-            [
-                BookingEvent::BookingCreated { .. },
-                BookingEvent::BookingConfirmed { .. }
-            ]
+            [BookingEvent::BookingCreated { confirmed_at: Some(at), .. }] if *at == now()
         ));
+        let mut booking = Booking::default();
+        booking.apply(events[0].clone());
+        assert_eq!(booking.status, BookingStatus::Confirmed);
+        assert_eq!(booking.confirmed_at, Some(now()));
+    }
+
+    #[test]
+    fn a_version_one_creation_starts_held_and_its_confirmation_confirms_it() {
+        let mut v1 = serde_json::to_value(&created()[0]).unwrap();
+        v1["BookingCreated"]
+            .as_object_mut()
+            .unwrap()
+            .remove("confirmed_at");
+        let mut booking = Booking::default();
+        booking.apply(serde_json::from_value(v1).unwrap());
+        assert_eq!(booking.status, BookingStatus::Held);
+        booking.apply(BookingEvent::BookingConfirmed {
+            confirmed_at: now(),
+        });
+        assert_eq!(booking.status, BookingStatus::Confirmed);
     }
 
     #[test]

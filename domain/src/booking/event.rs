@@ -14,7 +14,10 @@ use crate::values::{BookingId, BranchId, Money, ServiceId, StaffId, TenantId, Ti
     reason = "events live one at a time, on their way from the store into a fold"
 )]
 pub enum BookingEvent {
-    /// The booking exists, its slot held.
+    /// The booking exists: held, or, with `confirmed_at`, confirmed as it was made.
+    ///
+    /// Version 2 added `confirmed_at`. A version 1 event has none: its booking starts held
+    /// and a `BookingConfirmed` follows when it is confirmed.
     BookingCreated {
         /// Id.
         booking_id: BookingId,
@@ -51,6 +54,10 @@ pub enum BookingEvent {
         /// When an unpaid deposit lets the booking lapse.
         #[serde(default)]
         payment_due: Option<DateTime<Utc>>,
+        /// Set when the booking was confirmed as it was made (no hold asked for, no deposit
+        /// due): no `BookingConfirmed` follows.
+        #[serde(default)]
+        confirmed_at: Option<DateTime<Utc>>,
     },
     /// Confirmed.
     BookingConfirmed {
@@ -165,6 +172,10 @@ impl DomainEvent for BookingEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        let version = match self {
+            Self::BookingCreated { .. } => "2",
+            _ => "1",
+        };
+        version.to_owned()
     }
 }

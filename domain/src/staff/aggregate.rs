@@ -50,6 +50,15 @@ pub struct TimeBlock {
     pub reason: String,
 }
 
+/// A slot asked for on the calendar: for which booking and service, and what it occupies.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    booking_id: BookingId,
+    service_id: ServiceId,
+    appointment: TimeRange,
+    occupied: TimeRange,
+}
+
 /// A staff member and their calendar. The calendar is the consistency boundary of "no double
 /// booking": every hold is decided against the entries this state holds, and two concurrent
 /// decisions on one stream cannot both be appended (optimistic concurrency on the sequence).
@@ -182,14 +191,30 @@ impl Staff {
                 now,
             } => {
                 let occupied = appointment.widened(buffer_before_minutes, buffer_after_minutes);
-                self.hold(
+                let slot = Slot {
                     booking_id,
                     service_id,
                     appointment,
                     occupied,
-                    expires_at,
-                    now,
-                )
+                };
+                self.take(&slot, Some(expires_at), now)
+            }
+            StaffCommand::ReserveSlot {
+                booking_id,
+                service_id,
+                appointment,
+                buffer_before_minutes,
+                buffer_after_minutes,
+                now,
+            } => {
+                let occupied = appointment.widened(buffer_before_minutes, buffer_after_minutes);
+                let slot = Slot {
+                    booking_id,
+                    service_id,
+                    appointment,
+                    occupied,
+                };
+                self.take(&slot, None, now)
             }
             StaffCommand::ConfirmReservation {
                 booking_id,
@@ -290,21 +315,37 @@ impl Staff {
             })
     }
 
+    /// Adds a calendar entry taken at `at`, first dropping what is long past by then.
+    fn enter(&mut self, entry: CalendarEntry, at: DateTime<Utc>) {
+        // Pruning is keyed on the event's own time, so a state loaded from a snapshot and one
+        // folded from every event stay identical.
+        self.calendar.retain(|e| !e.is_stale(at));
+        self.blocks
+            .retain(|_, b| b.range.end >= at - super::calendar::RETENTION);
+        self.calendar.push(entry);
+    }
+
     fn entries_of(&self, booking_id: BookingId) -> impl Iterator<Item = &CalendarEntry> {
         self.calendar
             .iter()
             .filter(move |e| e.booking_id == booking_id)
     }
 
-    fn hold(
+    /// Holds a slot until `expires_at`, or, without an expiry, reserves it. Taking again what
+    /// the booking already has live is no change (a reservation of its live hold confirms
+    /// the hold).
+    fn take(
         &self,
-        booking_id: BookingId,
-        service_id: ServiceId,
-        appointment: TimeRange,
-        occupied: TimeRange,
-        expires_at: DateTime<Utc>,
+        slot: &Slot,
+        expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<StaffEvent>, StaffError> {
+        let Slot {
+            booking_id,
+            service_id,
+            appointment,
+            occupied,
+        } = *slot;
         if !self.active {
             return Err(StaffError::Inactive);
         }
@@ -321,11 +362,32 @@ impl Staff {
             .entries_of(booking_id)
             .any(|e| e.appointment == appointment && e.blocks_at(now))
         {
-            return Ok(vec![]);
+            return match expires_at {
+                Some(_) => Ok(vec![]),
+                None => self.confirm(booking_id, appointment.start, now),
+            };
         }
         if !self.is_free(&occupied, booking_id, now) {
             return Err(StaffError::SlotUnavailable);
         }
+        let Some(expires_at) = expires_at else {
+            // A reservation is the booking's one entry, as a confirmed hold would be.
+            let mut events: Vec<StaffEvent> = self
+                .entries_of(booking_id)
+                .map(|e| StaffEvent::SlotReleased {
+                    booking_id,
+                    appointment: e.appointment,
+                })
+                .collect();
+            events.push(StaffEvent::SlotReserved {
+                booking_id,
+                service_id,
+                appointment,
+                occupied,
+                reserved_at: now,
+            });
+            return Ok(events);
+        };
         Ok(vec![StaffEvent::SlotHeld {
             booking_id,
             service_id,
@@ -447,20 +509,32 @@ impl Aggregate for Staff {
                 occupied,
                 expires_at,
                 held_at,
-            } => {
-                // Pruning is keyed on the event's own time, so a state loaded from a snapshot
-                // and one folded from every event stay identical.
-                self.calendar.retain(|e| !e.is_stale(held_at));
-                self.blocks
-                    .retain(|_, b| b.range.end >= held_at - super::calendar::RETENTION);
-                self.calendar.push(CalendarEntry {
+            } => self.enter(
+                CalendarEntry {
                     booking_id,
                     service_id,
                     appointment,
                     occupied,
                     state: EntryState::Held { expires_at },
-                });
-            }
+                },
+                held_at,
+            ),
+            StaffEvent::SlotReserved {
+                booking_id,
+                service_id,
+                appointment,
+                occupied,
+                reserved_at,
+            } => self.enter(
+                CalendarEntry {
+                    booking_id,
+                    service_id,
+                    appointment,
+                    occupied,
+                    state: EntryState::Reserved,
+                },
+                reserved_at,
+            ),
             StaffEvent::ReservationConfirmed {
                 booking_id,
                 appointment,
@@ -630,6 +704,95 @@ mod tests {
             .given(given)
             .when(hold(2, at(9, 0), 30))
             .then_expect_error(StaffError::SlotUnavailable);
+    }
+
+    fn reserve(n: u128, start: DateTime<Utc>, minutes: i64) -> StaffCommand {
+        StaffCommand::ReserveSlot {
+            booking_id: booking(n),
+            service_id: service(),
+            appointment: range(start, start + Duration::minutes(minutes)),
+            buffer_before_minutes: 0,
+            buffer_after_minutes: 10,
+            now: now(),
+        }
+    }
+
+    fn reserved(n: u128, start: DateTime<Utc>, minutes: i64) -> StaffEvent {
+        let appointment = range(start, start + Duration::minutes(minutes));
+        StaffEvent::SlotReserved {
+            booking_id: booking(n),
+            service_id: service(),
+            appointment,
+            occupied: appointment.widened(0, 10),
+            reserved_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_free_slot_is_reserved_at_once_in_one_event() {
+        Spec::with(())
+            .given(hired())
+            .when(reserve(1, at(9, 0), 30))
+            .then_expect_events(vec![reserved(1, at(9, 0), 30)]);
+    }
+
+    #[test]
+    fn a_slot_reserved_at_once_blocks_as_a_confirmed_hold_does() {
+        let mut at_once = Staff::default();
+        let mut in_two = Staff::default();
+        for e in hired() {
+            at_once.apply(e.clone());
+            in_two.apply(e);
+        }
+        at_once.apply(reserved(1, at(9, 0), 30));
+        in_two.apply(held(1, at(9, 0), 30, now() + Duration::minutes(5)));
+        in_two.apply(StaffEvent::ReservationConfirmed {
+            booking_id: booking(1),
+            appointment: range(at(9, 0), at(9, 30)),
+        });
+        assert_eq!(at_once, in_two);
+        let later = now() + Duration::days(1);
+        assert!(!at_once.is_free(&range(at(9, 35), at(10, 0)), booking(2), later));
+        let mut given = hired();
+        given.push(reserved(1, at(9, 0), 30));
+        Spec::with(())
+            .given(given)
+            .when(reserve(2, at(9, 15), 30))
+            .then_expect_error(StaffError::SlotUnavailable);
+    }
+
+    #[test]
+    fn reserving_a_live_hold_of_the_same_booking_confirms_it() {
+        let mut given = hired();
+        given.push(held(1, at(9, 0), 30, now() + Duration::minutes(5)));
+        Spec::with(())
+            .given(given.clone())
+            .when(reserve(1, at(9, 0), 30))
+            .then_expect_events(vec![StaffEvent::ReservationConfirmed {
+                booking_id: booking(1),
+                appointment: range(at(9, 0), at(9, 30)),
+            }]);
+        given.push(reserved(2, at(10, 0), 30));
+        Spec::with(())
+            .given(given)
+            .when(reserve(2, at(10, 0), 30))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_reservation_elsewhere_releases_the_bookings_other_entries() {
+        let mut given = hired();
+        given.push(held(1, at(9, 0), 30, now() + Duration::minutes(5)));
+        Spec::with(())
+            .given(given)
+            .when(reserve(1, at(10, 0), 30))
+            .then_expect_events(vec![
+                StaffEvent::SlotReleased {
+                    booking_id: booking(1),
+                    appointment: range(at(9, 0), at(9, 30)),
+                },
+                reserved(1, at(10, 0), 30),
+            ]);
     }
 
     #[test]

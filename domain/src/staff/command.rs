@@ -104,6 +104,22 @@ pub enum StaffCommand {
         /// The decision time.
         now: DateTime<Utc>,
     },
+    /// Reserves a slot for a booking at once: a hold and its confirmation in one decision
+    /// (and one event). A live hold of the booking on the same appointment is confirmed.
+    ReserveSlot {
+        /// The booking it is for.
+        booking_id: BookingId,
+        /// The service booked.
+        service_id: ServiceId,
+        /// The appointment itself.
+        appointment: TimeRange,
+        /// Minutes blocked before it.
+        buffer_before_minutes: u32,
+        /// Minutes blocked after it.
+        buffer_after_minutes: u32,
+        /// The decision time.
+        now: DateTime<Utc>,
+    },
     /// Turns a live hold into a reservation, releasing the booking's other entries.
     ConfirmReservation {
         /// The booking.

@@ -97,6 +97,20 @@ pub enum StaffEvent {
         /// When it was taken; entries long past this are dropped from the calendar state.
         held_at: DateTime<Utc>,
     },
+    /// A slot reserved at once, for a booking confirmed as it is made: what a `SlotHeld` and
+    /// its `ReservationConfirmed` record, in one event.
+    SlotReserved {
+        /// Booking.
+        booking_id: BookingId,
+        /// Service.
+        service_id: ServiceId,
+        /// The appointment.
+        appointment: TimeRange,
+        /// The appointment with its buffers: what no other entry may overlap.
+        occupied: TimeRange,
+        /// When it was taken; entries long past this are dropped from the calendar state.
+        reserved_at: DateTime<Utc>,
+    },
     /// A hold became a reservation.
     ReservationConfirmed {
         /// Booking.
@@ -126,6 +140,7 @@ impl DomainEvent for StaffEvent {
             Self::StaffTimeUnblocked { .. } => "StaffTimeUnblocked",
             Self::StaffDeactivated => "StaffDeactivated",
             Self::SlotHeld { .. } => "SlotHeld",
+            Self::SlotReserved { .. } => "SlotReserved",
             Self::ReservationConfirmed { .. } => "ReservationConfirmed",
             Self::SlotReleased { .. } => "SlotReleased",
         };
