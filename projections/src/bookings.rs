@@ -278,14 +278,20 @@ pub async fn list(pool: &PgPool, filter: &BookingFilter) -> Result<Vec<Booking>,
     Ok(rows.into_iter().map(|Json(b)| b).collect())
 }
 
-/// One booking of the tenant, as the read model has it, with its version.
-pub async fn get(
+/// One booking of the tenant with its version, as the read model has it, if the read model
+/// has applied every event the store holds for it; `None` when it has not (yet). Answering a
+/// row that is behind would let a reader see a booking go back to an older state after
+/// seeing the newer one from the store.
+pub async fn get_current(
     pool: &PgPool,
     tenant_id: Uuid,
     booking_id: Uuid,
 ) -> Result<Option<(Booking, i64)>, sqlx::Error> {
     let row: Option<(Json<Booking>, i64)> = sqlx::query_as(
-        "SELECT state, version FROM bookings_view WHERE booking_id = $1 AND tenant_id = $2",
+        "SELECT state, version FROM bookings_view
+         WHERE booking_id = $1 AND tenant_id = $2
+           AND version >= (SELECT COALESCE(max(sequence), 0) FROM events
+                           WHERE aggregate_type = 'Booking' AND aggregate_id = $1::text)",
     )
     .bind(booking_id)
     .bind(tenant_id)

@@ -120,6 +120,53 @@ async fn the_bookings_read_model_follows_every_command_and_filters_by_tenant(poo
     assert_eq!(ids(&page), Vec::<String>::new());
 }
 
+/// A booking whose read-model row is behind its events is answered from the events: a reader
+/// never sees it go back to an older state.
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_booking_read_while_its_row_lags_is_its_latest_state(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let (booking, position) = book(&app, &salon, 0, 2, 9, "+4915100000001").await;
+    let path = format!("/api/v2/mcp/bookings/{booking}");
+    let (status, shown) = app
+        .get(&salon.key, &format!("{path}?min_position={position}"))
+        .await;
+    assert_eq!(
+        (status, shown["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    // From here on the read model cannot apply anything to this row.
+    sqlx::raw_sql(
+        "CREATE FUNCTION hold_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'row held back'; END $$;
+         CREATE TRIGGER hold_rows BEFORE UPDATE ON bookings_view
+             FOR EACH ROW EXECUTE FUNCTION hold_rows();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, updated) = app
+        .put(&salon.key, &path, json!({ "notes": "window seat" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let row_version: i64 =
+        sqlx::query_scalar("SELECT version FROM bookings_view WHERE booking_id = $1::uuid")
+            .bind(&booking)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(row_version, 1, "the row was to stay behind");
+    for _ in 0..3 {
+        let (status, shown) = app.get(&salon.key, &path).await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+        assert_eq!(
+            (shown["version"].as_u64(), shown["data"]["notes"].as_str()),
+            (Some(2), Some("window seat")),
+            "{shown}"
+        );
+    }
+}
+
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;

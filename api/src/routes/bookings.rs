@@ -65,8 +65,9 @@ pub struct ShowBookingQuery {
     pub as_of: Option<String>,
 }
 
-/// A booking from the read model, or as of a version or time from its events. One too new
-/// for the read model (no `min_position` given) is folded from its events.
+/// A booking from the read model, or as of a version or time from its events. One the read
+/// model does not hold at its latest version yet is folded from its events, so successive
+/// reads never go back to an older state.
 pub(crate) async fn show(
     State(app): State<AppState>,
     caller: Caller,
@@ -94,16 +95,17 @@ pub(crate) async fn show(
         }));
     }
     caught_up::<Bookings>(&app.pool, query.min_position).await?;
-    let (booking, version) = match projections::bookings::get(&app.pool, tenant_id.0, booking_id.0)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Some(found) => found,
-        None => {
-            let (booking, version) = app.commands.booking(tenant_id, booking_id).await?;
-            (booking, i64::try_from(version).unwrap_or_default())
-        }
-    };
+    let (booking, version) =
+        match projections::bookings::get_current(&app.pool, tenant_id.0, booking_id.0)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Some(found) => found,
+            None => {
+                let (booking, version) = app.commands.booking(tenant_id, booking_id).await?;
+                (booking, i64::try_from(version).unwrap_or_default())
+            }
+        };
     Ok(axum::Json(Data {
         data: BookingView::of(&booking)?,
         version: u64::try_from(version).unwrap_or_default(),
