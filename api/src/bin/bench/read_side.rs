@@ -95,8 +95,8 @@ struct Columns {
     metadatas: Vec<Value>,
 }
 
-/// Adds copies of the first booking's two events, under new ids, until the store holds
-/// `target` booking events.
+/// Adds copies of the first booking's events (one for a booking confirmed as it was made),
+/// under new ids, until the store holds `target` booking events.
 async fn fill_bookings(pool: &PgPool, target: i64) -> anyhow::Result<()> {
     let have: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Booking'")
@@ -105,7 +105,7 @@ async fn fill_bookings(pool: &PgPool, target: i64) -> anyhow::Result<()> {
     let template: Vec<(String, String, Value, Value)> = sqlx::query_as(
         "SELECT event_type, event_version, payload, metadata FROM events
          WHERE aggregate_type = 'Booking'
-           AND aggregate_id = (SELECT aggregate_id FROM events WHERE aggregate_type = 'Booking' AND sequence = 2 LIMIT 1)
+           AND aggregate_id = (SELECT aggregate_id FROM events WHERE aggregate_type = 'Booking' ORDER BY position LIMIT 1)
          ORDER BY sequence",
     )
     .fetch_all(pool)
