@@ -65,8 +65,8 @@ struct Placement<'t> {
 
 impl<S: Store> Commands<S> {
     /// Books an appointment: reserves the slot on a staff calendar (or only holds it, for a
-    /// hold or a deposit) and creates the booking, in one transaction. Without a named staff member, the
-    /// qualified ones are tried in turn until one has the slot free.
+    /// hold or a deposit) and creates the booking, in one transaction. Without a named staff
+    /// member, the qualified ones are tried in turn until one has the slot free.
     ///
     /// It is decided on the tenant (services, hours, rules) as this process last saw it, and
     /// written only if the tenant has not changed since. When the tenant has changed, or the
