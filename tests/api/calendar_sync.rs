@@ -950,18 +950,7 @@ async fn a_poison_event_is_parked_by_the_saga_and_retry_takes_it(pool: PgPool) {
     // Held, then confirmed: two events, the second parked behind the first.
     let mut request = TestApp::booking(&salon, Some(0), berlin(2, 9, 0));
     request["customer"]["phone"] = json!("+4915199999999");
-    request["hold_only"] = json!(true);
-    let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", request).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let poisoned = body["data"]["id"].as_str().unwrap().to_owned();
-    let (status, body) = app
-        .post(
-            &salon.key,
-            &format!("/api/v2/mcp/bookings/{poisoned}/confirm"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let poisoned = app.hold_then_confirm(&salon.key, request).await;
     let healthy = book(&app, &salon, 2, 10).await;
 
     // The healthy booking syncs while the poisoned one's events are retried, then parked.

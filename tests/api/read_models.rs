@@ -185,20 +185,9 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     .await
     .unwrap();
     // Held, then confirmed: two events, the second parked behind the first.
-    let mut held = TestApp::booking(&salon, Some(0), berlin(2, 9, 0));
-    held["customer"]["phone"] = json!("+4915199999999");
-    held["hold_only"] = json!(true);
-    let (status, answer) = app.post(&salon.key, "/api/v2/mcp/bookings", held).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    let poisoned = answer["data"]["id"].as_str().unwrap().to_owned();
-    let (status, answer) = app
-        .post(
-            &salon.key,
-            &format!("/api/v2/mcp/bookings/{poisoned}/confirm"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut request = TestApp::booking(&salon, Some(0), berlin(2, 9, 0));
+    request["customer"]["phone"] = json!("+4915199999999");
+    let poisoned = app.hold_then_confirm(&salon.key, request).await;
     let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
 
     // The healthy booking is applied while the poisoned one is retried.

@@ -19,22 +19,14 @@ async fn a_staff_member_loaded_through_a_snapshot_equals_the_fold_of_all_events(
     // past the snapshot interval of 200 events on the staff stream.
     for day in 1..=14 {
         for hour in [8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19] {
-            let mut booking = TestApp::booking(&salon, Some(0), berlin(day, hour, 0));
-            let held_first = hour % 3 == 0;
-            booking["hold_only"] = serde_json::json!(held_first);
-            let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", booking).await;
-            assert_eq!(status, StatusCode::CREATED, "{body}");
-            let id = body["data"]["id"].as_str().unwrap();
-            if held_first {
-                let (status, _) = app
-                    .post(
-                        &salon.key,
-                        &format!("/api/v2/mcp/bookings/{id}/confirm"),
-                        serde_json::json!({}),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK);
-            }
+            let booking = TestApp::booking(&salon, Some(0), berlin(day, hour, 0));
+            let id = if hour % 3 == 0 {
+                app.hold_then_confirm(&salon.key, booking).await
+            } else {
+                let (status, body) = app.post(&salon.key, "/api/v2/mcp/bookings", booking).await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                body["data"]["id"].as_str().unwrap().to_owned()
+            };
             if hour % 4 == 0 {
                 let (status, _) = app
                     .post(

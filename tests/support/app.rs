@@ -286,9 +286,8 @@ impl TestApp {
     }
 
     /// The booking as `GET /bookings/{id}` answers once the answer satisfies `done`, polled for
-    /// up to a minute (some steps wait for a dead process's claim to lapse). That answer
-    /// itself, not a later one: a booking the read model does not hold yet is folded from its
-    /// events, so the next read may come from a read model still behind that fold.
+    /// up to a minute (some steps wait for a dead process's claim to lapse), and that answer
+    /// itself: a later read may already show a newer state.
     pub(crate) async fn booking_when(
         &self,
         key: &str,
@@ -307,6 +306,19 @@ impl TestApp {
         let last = last.into_inner().unwrap();
         assert!(seen, "the booking never got there: {last}");
         last
+    }
+
+    /// Posts `request` as a hold only, then confirms it: a booking of two events
+    /// (`BookingCreated` held, `BookingConfirmed`) rather than one. Returns its id.
+    pub(crate) async fn hold_then_confirm(&self, key: &str, mut request: Value) -> String {
+        request["hold_only"] = json!(true);
+        let (status, held) = self.post(key, "/api/v2/mcp/bookings", request).await;
+        assert_eq!(status, StatusCode::CREATED, "{held}");
+        let id = held["data"]["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v2/mcp/bookings/{id}/confirm");
+        let (status, confirmed) = self.post(key, &path, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{confirmed}");
+        id
     }
 
     /// Registers a tenant through the operator route; returns its id and admin key.
