@@ -412,12 +412,16 @@ impl Application {
         }
         let _ = stop_relay.send(true);
         if let Some(relay) = relay {
-            let joined = tokio::task::spawn_blocking(move || relay.join());
-            if tokio::time::timeout(Duration::from_secs(10), joined)
-                .await
-                .is_err()
-            {
-                tracing::warn!("relay did not stop within 10 s");
+            // Waited for without a blocking task: a relay that never stops must not keep this
+            // runtime from shutting down (a blocking `join` would hold its pool for ever).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !relay.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if relay.is_finished() {
+                let _ = relay.join();
+            } else {
+                tracing::warn!("relay did not stop within 10 s; its thread is left behind");
             }
         }
         Ok(())
