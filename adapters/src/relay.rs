@@ -37,6 +37,13 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// publishes again (and JetStream drops by `Nats-Msg-Id`) to that much.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// How long an elected relay waits for NATS to answer before it gives up the term.
+const NATS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long past [`DRAIN_LIMIT`] a stopping leader may take (a publish to an unreachable NATS
+/// waits for its acknowledgement's timeout) before it is stopped where it is.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The advisory lock key that elects the relay leader ("bkrelay!" as an integer).
 const LEADER_LOCK: i64 = 0x626b_7265_6c61_7921;
 
@@ -107,9 +114,11 @@ pub async fn ensure_stream(
     config: &RelayConfig,
 ) -> Result<bool, RelayError> {
     // The server's version is known once the connection is up (it may still be connecting).
-    js.client()
-        .flush()
+    // A flush waits for as long as the client reconnects, which is for ever while the server
+    // is gone: bounded, the relay retries instead.
+    tokio::time::timeout(NATS_TIMEOUT, js.client().flush())
         .await
+        .map_err(|_| RelayError::Stream(format!("NATS did not answer within {NATS_TIMEOUT:?}")))?
         .map_err(|e| RelayError::Stream(e.to_string()))?;
     let atomic = supports_atomic_batches(js);
     js.create_or_update_stream(stream_config(config, atomic))
@@ -447,7 +456,10 @@ impl Relay {
                 _ = shutdown.changed() => return Ok(()),
             }
         }
-        let atomic = ensure_stream(&self.js, &self.config).await?;
+        let atomic = tokio::select! {
+            atomic = ensure_stream(&self.js, &self.config) => atomic?,
+            _ = shutdown.changed() => return Ok(()),
+        };
         tracing::info!(atomic_batches = atomic, "relay elected leader");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
@@ -455,7 +467,14 @@ impl Relay {
         if let Some(local) = &self.local {
             local.set_leading_here(true);
         }
-        let result = self.lead(&mut lease, &mut listener, shutdown).await;
+        let overdue = overdue(shutdown.clone());
+        let result = tokio::select! {
+            result = self.lead(&mut lease, &mut listener, shutdown) => result,
+            () = overdue => {
+                tracing::warn!("relay still publishing after shutdown; stopping it where it is");
+                Ok(())
+            }
+        };
         if let Some(local) = &self.local {
             local.set_leading_here(false);
         }
@@ -577,6 +596,13 @@ impl Relay {
         );
         Ok(rows.len())
     }
+}
+
+/// Completes [`DRAIN_LIMIT`] and [`STOP_GRACE`] after `shutdown` turned true or its sender
+/// went away.
+async fn overdue(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tokio::time::sleep(DRAIN_LIMIT + STOP_GRACE).await;
 }
 
 /// The leader's term: the connection holding the lock, and the cursor, kept in memory (only the

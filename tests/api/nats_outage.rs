@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::berlin;
+use crate::support::app::{berlin, poll_until};
 use crate::support::stream::{assert_stream_matches_store, stream_len};
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -45,4 +45,38 @@ async fn commands_succeed_while_nats_is_down_and_every_event_arrives_when_it_ret
         "events did not arrive after NATS returned"
     );
     assert_stream_matches_store(&pool, &app.nats.url()).await;
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_relay_elected_while_nats_is_gone_stops_when_asked(pool: PgPool) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let nats = async_nats::connect(app.nats.url()).await.unwrap();
+    app.nats.stop();
+    let relay = adapters::relay::Relay::new(
+        pool.clone(),
+        async_nats::jetstream::new(nats),
+        adapters::relay::RelayConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(relay.run(stopped));
+    // Nothing else holds the leader's lock: it is elected at once and then waits for NATS.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database())",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(false)
+        })
+        .await,
+        "the relay never took the lead"
+    );
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the relay went on waiting for NATS after it was asked to stop")
+        .unwrap();
 }
