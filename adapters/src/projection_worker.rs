@@ -98,6 +98,18 @@ pub(crate) async fn durable_consumer(
     }
 }
 
+/// `work`'s output, or `None` once `shutdown` changes first: a worker setting up its consumer
+/// while NATS is unreachable waits for it (see `ensure_stream`) and must still stop when asked.
+pub(crate) async fn unless_stopped<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = shutdown.changed() => None,
+    }
+}
+
 /// Hands back an event whose predecessor is not in yet. It waits however long that takes
 /// (a predecessor delivered to a process that died comes back only after `ack_wait`), unless
 /// the predecessor is parked: then it is parked behind it, in order.
@@ -172,7 +184,8 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
 
     /// Consumes until `shutdown` turns true, starting over after a failure.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
+        // A sender gone without a word stops it too (`changed` would no longer wait).
+        while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
             if let Err(e) = self.consume(&mut shutdown).await {
                 tracing::warn!(projection = P::NAME, error = %e, "projection worker failed; retrying");
                 tokio::select! {
@@ -184,14 +197,21 @@ impl<P: Projection + Clone> ProjectionWorker<P> {
     }
 
     async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
-        let consumer = durable_consumer(
-            &self.js,
-            &format!("projection-{}", P::NAME),
-            &format!("The {} read model", P::NAME),
-            P::AGGREGATE_TYPES,
-            &self.config,
+        let consumer = unless_stopped(
+            shutdown,
+            durable_consumer(
+                &self.js,
+                &format!("projection-{}", P::NAME),
+                &format!("The {} read model", P::NAME),
+                P::AGGREGATE_TYPES,
+                &self.config,
+            ),
         )
-        .await?;
+        .await;
+        let Some(consumer) = consumer else {
+            return Ok(());
+        };
+        let consumer = consumer?;
         // Whatever has arrived is applied together, up to a batch at a time.
         let mut batches = consumer.messages().await.map_err(bus)?.ready_chunks(BATCH);
         tracing::info!(projection = P::NAME, "projection worker consuming");

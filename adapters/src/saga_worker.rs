@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::projection_worker::{
-    WorkerConfig, WorkerError, bus, durable_consumer, wait_for_predecessor,
+    WorkerConfig, WorkerError, bus, durable_consumer, unless_stopped, wait_for_predecessor,
 };
 
 /// How often the job runner looks for due jobs when nothing wakes it.
@@ -77,7 +77,8 @@ impl<D: Driver> SagaWorker<D> {
             let this = this.clone();
             let mut shutdown = shutdown.clone();
             async move {
-                while !*shutdown.borrow() {
+                // A sender gone without a word stops it too (`changed` would no longer wait).
+                while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
                     if let Err(e) = this.consume(&mut shutdown).await {
                         tracing::warn!(saga = D::Saga::NAME, error = %e, "saga consumer failed; retrying");
                         tokio::select! {
@@ -93,7 +94,7 @@ impl<D: Driver> SagaWorker<D> {
     }
 
     async fn run_jobs(&self, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
+        while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
             let clock = self.clock.clone();
             if let Err(e) =
                 runtime::run_due(&self.pool, &*self.driver, move || clock.now(), self.lease).await
@@ -109,14 +110,21 @@ impl<D: Driver> SagaWorker<D> {
     }
 
     async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
-        let consumer = durable_consumer(
-            &self.js,
-            &format!("saga-{}", D::Saga::NAME),
-            &format!("The {} saga", D::Saga::NAME),
-            &[D::Saga::AGGREGATE_TYPE],
-            &self.config,
+        let consumer = unless_stopped(
+            shutdown,
+            durable_consumer(
+                &self.js,
+                &format!("saga-{}", D::Saga::NAME),
+                &format!("The {} saga", D::Saga::NAME),
+                &[D::Saga::AGGREGATE_TYPE],
+                &self.config,
+            ),
         )
-        .await?;
+        .await;
+        let Some(consumer) = consumer else {
+            return Ok(());
+        };
+        let consumer = consumer?;
         let mut messages = consumer.messages().await.map_err(bus)?;
         tracing::info!(saga = D::Saga::NAME, "saga consuming");
         loop {

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::{berlin, poll_until};
+use crate::support::app::{berlin, database_url, poll_until, serve_config};
 use crate::support::stream::{assert_stream_matches_store, stream_len};
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -78,5 +78,36 @@ async fn a_relay_elected_while_nats_is_gone_stops_when_asked(pool: PgPool) {
     tokio::time::timeout(Duration::from_secs(5), running)
         .await
         .expect("the relay went on waiting for NATS after it was asked to stop")
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn an_instance_started_while_nats_is_gone_stops_when_asked(pool: PgPool) {
+    let mut bare = TestApp::bare(pool.clone()).await;
+    bare.nats.stop();
+    let app = api::Application::build(serve_config(&database_url(&pool), &bare.nats.url()))
+        .await
+        .expect("bookingd starts without NATS");
+    let health = format!("http://127.0.0.1:{}/api/v2/mcp/health", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    // Serving, with its relay, projection workers and sagas waiting for NATS.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await,
+        "bookingd did not serve"
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("bookingd went on waiting for NATS after it was asked to stop")
+        .unwrap()
         .unwrap();
 }

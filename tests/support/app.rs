@@ -119,7 +119,7 @@ pub(crate) fn berlin(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
 /// `max_connections`; `scripts/test.sh` sets how many run at once from the same budget.
 pub(crate) const POOL_SIZE: u32 = 10;
 
-fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
+pub(crate) fn serve_config(url: &str, nats_url: &str) -> ServeConfig {
     ServeConfig {
         database: DatabaseConfig {
             database_url: SecretString::from(url.to_owned()),
