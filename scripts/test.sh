@@ -22,6 +22,21 @@ if [ -z "${RUST_TEST_THREADS:-}" ]; then
     export RUST_TEST_THREADS=$((threads < 1 ? 1 : threads))
 fi
 
+# The system tests' nats-servers (one per test, store in a temporary bookingd-nats-<uuid>)
+# stop with their test; a test binary killed (by the timeout below, say) leaves them running,
+# orphaned. Those are stopped before and after a run; a live run's servers are not orphans.
+reap_orphaned_test_nats_servers() {
+    local pid dir
+    for pid in $(pgrep -f 'bookingd-nats-[0-9a-f-]+/nats.conf' || true); do
+        [ "$(ps -o ppid= -p "$pid" | tr -d ' ')" = 1 ] || continue
+        dir="$(ps -o args= -p "$pid" | sed -nE 's#.* -c (.*/bookingd-nats-[0-9a-f-]+)/nats\.conf.*#\1#p')"
+        kill -9 "$pid" 2>/dev/null || true
+        if [ -n "$dir" ]; then rm -rf "$dir"; fi
+    done
+}
+reap_orphaned_test_nats_servers
+trap reap_orphaned_test_nats_servers EXIT
+
 log "building and running the tests ($RUST_TEST_THREADS at a time)"
 if [ -n "${BOOKINGD_TEST_TIMEOUT:-}" ]; then
     # Unattended runs (CI): a test that hangs fails the run instead of holding it up; the
