@@ -111,3 +111,65 @@ async fn an_instance_started_while_nats_is_gone_stops_when_asked(pool: PgPool) {
         .unwrap()
         .unwrap();
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_leader_caught_publishing_by_a_nats_outage_stops_when_asked(pool: PgPool) {
+    let mut app = TestApp::bare(pool.clone()).await;
+    let nats = async_nats::connect(app.nats.url()).await.unwrap();
+    let relay = adapters::relay::Relay::new(
+        pool.clone(),
+        async_nats::jetstream::new(nats.clone()),
+        adapters::relay::RelayConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(relay.run(stopped));
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            // An elected relay puts the stream in place.
+            async_nats::jetstream::new(nats.clone())
+                .get_stream("EVENTS")
+                .await
+                .is_ok()
+        })
+        .await,
+        "the relay never took the lead"
+    );
+    app.nats.stop();
+    // A backlog larger than the client buffers while it reconnects.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Probe', 'probe-' || n, 1, 'Probed', '1', '{}',
+                jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text)
+         FROM generate_series(1, 5000) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let committed: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // The relay has read since (the backlog) and is publishing to a server that is gone.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database() AND state = 'idle' AND query_start > $1
+                   AND query LIKE 'SELECT tx_id::text AS tx_id%')",
+            )
+            .bind(committed)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(false)
+        })
+        .await,
+        "the relay never read the backlog"
+    );
+
+    // Its publishes time out (5 s) or it is stopped where it is (10 s after shutdown).
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the relay went on publishing to an unreachable NATS after it was asked to stop")
+        .unwrap();
+}
