@@ -3,7 +3,7 @@
 //! records the outcome.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use sagas::ShiftedClock;
@@ -521,12 +521,11 @@ async fn the_circuit_opens_after_five_failures_and_one_probe_closes_it(pool: PgP
     }
     assert_eq!(requests(&calcom, 5).await.len(), 5);
     // A failure's retry is the saga's own write, made apart from the booking's event.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut open = health().await;
-    while open["integrations"][0]["pending_retries"] != 5 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        open = health().await;
-    }
+    poll_until(Duration::from_secs(10), || async {
+        health().await["integrations"][0]["pending_retries"] == 5
+    })
+    .await;
+    let open = health().await;
     assert_eq!(open["overall"], "unhealthy", "{open}");
     assert_eq!(open["integrations"][0]["state"], "open", "{open}");
     assert_eq!(open["integrations"][0]["failure_count"], 5, "{open}");
@@ -1013,7 +1012,7 @@ async fn a_rate_limited_call_waits_for_the_reset_and_looks_before_trying_again(p
     mount_nothing_listed(&calcom).await;
     mount_creating(&calcom, "cal-1").await;
     let (app, salon, _) = connected_salon(pool, &calcom, |c| c.integrations.max_retries = 1).await;
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let booking = book(&app, &salon, 2, 10).await;
     sync_state(&app, &salon, &booking, |b| {
         b["calendar_sync"]["uid"] == "cal-1"

@@ -5,7 +5,9 @@ use sqlx::PgPool;
 
 use crate::support::TestApp;
 use crate::support::app::{berlin, database_url, poll_until, serve_config};
-use crate::support::stream::{assert_stream_matches_store, stream_len};
+use crate::support::stream::{
+    assert_stream_matches_store, relay_took_the_lead, spawn_relay, stream_len,
+};
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn commands_succeed_while_nats_is_down_and_every_event_arrives_when_it_returns(pool: PgPool) {
@@ -52,13 +54,7 @@ async fn a_relay_elected_while_nats_is_gone_stops_when_asked(pool: PgPool) {
     let mut app = TestApp::bare(pool.clone()).await;
     let nats = async_nats::connect(app.nats.url()).await.unwrap();
     app.nats.stop();
-    let relay = adapters::relay::Relay::new(
-        pool.clone(),
-        async_nats::jetstream::new(nats),
-        adapters::relay::RelayConfig::default(),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(relay.run(stopped));
+    let (stop, running) = spawn_relay(&pool, &nats);
     // Nothing else holds the leader's lock: it is elected at once and then waits for NATS.
     assert!(
         poll_until(Duration::from_secs(10), || async {
@@ -116,22 +112,9 @@ async fn an_instance_started_while_nats_is_gone_stops_when_asked(pool: PgPool) {
 async fn a_leader_caught_publishing_by_a_nats_outage_stops_when_asked(pool: PgPool) {
     let mut app = TestApp::bare(pool.clone()).await;
     let nats = async_nats::connect(app.nats.url()).await.unwrap();
-    let relay = adapters::relay::Relay::new(
-        pool.clone(),
-        async_nats::jetstream::new(nats.clone()),
-        adapters::relay::RelayConfig::default(),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(relay.run(stopped));
+    let (stop, running) = spawn_relay(&pool, &nats);
     assert!(
-        poll_until(Duration::from_secs(10), || async {
-            // An elected relay puts the stream in place.
-            async_nats::jetstream::new(nats.clone())
-                .get_stream("EVENTS")
-                .await
-                .is_ok()
-        })
-        .await,
+        relay_took_the_lead(&nats).await,
         "the relay never took the lead"
     );
     app.nats.stop();

@@ -9,7 +9,9 @@ use sqlx::PgPool;
 
 use crate::support::app::{Salon, berlin, database_url};
 use crate::support::process::BookingdProcess;
-use crate::support::stream::{assert_stream_matches_store, stream_len};
+use crate::support::stream::{
+    assert_stream_matches_store, relay_took_the_lead, spawn_relay, stream_len,
+};
 use crate::support::{TestApp, poll_until};
 
 /// A test app talking to `bookingd serve` in a process of its own, with a seeded salon.
@@ -250,28 +252,12 @@ async fn a_backlog_partly_on_the_stream_already_is_published_once_in_order(pool:
 async fn a_relay_whose_shutdown_sender_is_gone_stops(pool: PgPool) {
     let app = TestApp::bare(pool.clone()).await;
     let nats = async_nats::connect(app.nats.url()).await.unwrap();
-    let relay = || {
-        adapters::relay::Relay::new(
-            pool.clone(),
-            async_nats::jetstream::new(nats.clone()),
-            adapters::relay::RelayConfig::default(),
-        )
-    };
-    let (leader_stop, leader_stopped) = tokio::sync::watch::channel(false);
-    let leader = tokio::spawn(relay().run(leader_stopped));
+    let (leader_stop, leader) = spawn_relay(&pool, &nats);
     assert!(
-        poll_until(Duration::from_secs(10), || async {
-            // An elected relay puts the stream in place.
-            async_nats::jetstream::new(nats.clone())
-                .get_stream("EVENTS")
-                .await
-                .is_ok()
-        })
-        .await,
+        relay_took_the_lead(&nats).await,
         "the relay never took the lead"
     );
-    let (standby_stop, standby_stopped) = tokio::sync::watch::channel(false);
-    let standby = tokio::spawn(relay().run(standby_stopped));
+    let (standby_stop, standby) = spawn_relay(&pool, &nats);
 
     drop(standby_stop);
     tokio::time::timeout(Duration::from_secs(10), standby)

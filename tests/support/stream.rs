@@ -149,3 +149,32 @@ pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
         }
     }
 }
+
+/// A relay from `pool` to `nats` on a task of its own; sending `true` (or dropping the sender)
+/// stops it.
+pub(crate) fn spawn_relay(
+    pool: &PgPool,
+    nats: &async_nats::Client,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let relay = adapters::relay::Relay::new(
+        pool.clone(),
+        jetstream::new(nats.clone()),
+        adapters::relay::RelayConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    (stop, tokio::spawn(relay.run(stopped)))
+}
+
+/// Whether a relay took the lead within ten seconds: an elected relay puts `EVENTS` in place.
+pub(crate) async fn relay_took_the_lead(nats: &async_nats::Client) -> bool {
+    super::poll_until(Duration::from_secs(10), || async {
+        jetstream::new(nats.clone())
+            .get_stream("EVENTS")
+            .await
+            .is_ok()
+    })
+    .await
+}
