@@ -22,7 +22,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{KeyCache, require_api_key};
@@ -232,11 +232,15 @@ impl std::fmt::Debug for RelayThread {
 const RELAY_CONNECTIONS: u32 = 3;
 
 impl RelayThread {
-    /// Starts the relay thread; it stops when `stopped` turns true.
-    fn spawn(self, stopped: watch::Receiver<bool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// Starts the relay thread; it stops when `stopped` turns true. The receiver returned
+    /// completes when the thread has finished, its runtime shut down.
+    fn spawn(self, stopped: watch::Receiver<bool>) -> std::io::Result<oneshot::Receiver<()>> {
+        let (finished, finishing) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("bookingd-relay".to_owned())
             .spawn(move || {
+                // Dropped last: after the runtime below has shut down.
+                let _finished = finished;
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -248,7 +252,8 @@ impl RelayThread {
                     }
                 };
                 runtime.block_on(self.run(stopped));
-            })
+            })?;
+        Ok(finishing)
     }
 
     async fn run(self, stopped: watch::Receiver<bool>) {
@@ -411,16 +416,13 @@ impl Application {
             let _ = worker.await;
         }
         let _ = stop_relay.send(true);
-        if let Some(relay) = relay {
+        if let Some(finished) = relay {
             // Waited for without a blocking task: a relay that never stops must not keep this
             // runtime from shutting down (a blocking `join` would hold its pool for ever).
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while !relay.is_finished() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if relay.is_finished() {
-                let _ = relay.join();
-            } else {
+            if tokio::time::timeout(Duration::from_secs(10), finished)
+                .await
+                .is_err()
+            {
                 tracing::warn!("relay did not stop within 10 s; its thread is left behind");
             }
         }
@@ -436,7 +438,7 @@ async fn serve_until(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let (signalled, on_signal) = oneshot::channel::<()>();
     let mut server = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
