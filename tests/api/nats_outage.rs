@@ -5,6 +5,7 @@ use sqlx::PgPool;
 
 use crate::support::TestApp;
 use crate::support::app::{berlin, database_url, poll_until, serve_config};
+use crate::support::proxy::LossyProxy;
 use crate::support::stream::{
     assert_stream_matches_store, relay_took_the_lead, spawn_relay, stream_len,
 };
@@ -155,4 +156,56 @@ async fn a_leader_caught_publishing_by_a_nats_outage_stops_when_asked(pool: PgPo
         .await
         .expect("the relay went on publishing to an unreachable NATS after it was asked to stop")
         .unwrap();
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_message_lost_on_its_way_is_published_again_before_the_ones_after_it(pool: PgPool) {
+    // Ten events of one aggregate, committed together: one round, published pipelined, each
+    // message naming the one before it.
+    first_of_a_round_lost_on_its_way(pool, 10).await;
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_batch_missing_a_message_is_published_again_whole(pool: PgPool) {
+    // Thirty: an atomic batch where the server takes them (2.12 and later).
+    first_of_a_round_lost_on_its_way(pool, 30).await;
+}
+
+/// Commits `count` events of one aggregate while a proxy between the relay and NATS loses the
+/// first of them on its way; the rest reach the server. Expects the stream to end up with every
+/// event once and in sequence order.
+async fn first_of_a_round_lost_on_its_way(pool: PgPool, count: i32) {
+    let app = TestApp::bare(pool.clone()).await;
+    let proxy = LossyProxy::start(app.nats.port()).await;
+    let nats = async_nats::connect(proxy.url()).await.unwrap();
+    let (stop, running) = spawn_relay(&pool, &nats);
+    assert!(
+        relay_took_the_lead(&nats).await,
+        "the relay never took the lead"
+    );
+    proxy.lose_next(".Probe.probe-1");
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Probe', 'probe-1', n, 'Probed', '1', '{}',
+                jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text)
+         FROM generate_series(1, $1) AS n ORDER BY n",
+    )
+    .bind(count)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // The lost message's ack never comes (or the server refuses the batch) and the round goes
+    // again.
+    assert!(
+        poll_until(Duration::from_secs(30), || async {
+            stream_len(&app.nats.url()).await >= u64::try_from(count).unwrap()
+        })
+        .await,
+        "the events never all reached the stream"
+    );
+    assert!(proxy.has_lost(), "the proxy never saw the first event");
+    assert_stream_matches_store(&pool, &app.nats.url()).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
 }

@@ -7,6 +7,7 @@ pub(crate) mod nats;
 pub(crate) mod pipeline;
 pub(crate) mod postgres;
 pub(crate) mod process;
+pub(crate) mod proxy;
 pub(crate) mod smtp;
 pub(crate) mod stream;
 

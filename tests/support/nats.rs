@@ -38,6 +38,11 @@ impl NatsServer {
         server
     }
 
+    /// The client port on 127.0.0.1.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The client URL.
     pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
