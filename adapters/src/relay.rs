@@ -44,6 +44,17 @@ const NATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// waits for its acknowledgement's timeout) before it is stopped where it is.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How long closing the leader's connection may take. A leader stopped where it is may have left
+/// a statement the server has not answered (one waiting for a lock); over TLS a graceful close
+/// then waits for it. Dropping the connection closes its socket all the same.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+
+/// The longest a relay takes to end once asked to stop: draining, the grace after it, and
+/// closing the leader's connection.
+pub const STOP_LIMIT: Duration = DRAIN_LIMIT
+    .saturating_add(STOP_GRACE)
+    .saturating_add(CLOSE_LIMIT);
+
 /// The advisory lock key that elects the relay leader ("bkrelay!" as an integer).
 const LEADER_LOCK: i64 = 0x626b_7265_6c61_7921;
 
@@ -478,8 +489,9 @@ impl Relay {
         if let Some(local) = &self.local {
             local.set_leading_here(false);
         }
-        // Closing the connection releases the lock at once for a standby.
-        let _ = lease.conn.close().await;
+        // Closing the connection releases the lock at once for a standby (or, where its backend
+        // is still busy with a statement, once that ends).
+        let _ = tokio::time::timeout(CLOSE_LIMIT, lease.conn.close()).await;
         result
     }
 

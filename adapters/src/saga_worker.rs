@@ -73,7 +73,10 @@ impl<D: Driver> SagaWorker<D> {
     /// Consumes events and runs jobs until `shutdown` turns true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        let events = tokio::spawn({
+        // In a set, so that whoever aborts this task (a shutdown that cannot wait any longer)
+        // aborts the consumer with it.
+        let mut events = tokio::task::JoinSet::new();
+        events.spawn({
             let this = this.clone();
             let mut shutdown = shutdown.clone();
             async move {
@@ -90,7 +93,7 @@ impl<D: Driver> SagaWorker<D> {
             }
         });
         this.run_jobs(shutdown).await;
-        let _ = events.await;
+        while events.join_next().await.is_some() {}
     }
 
     async fn run_jobs(&self, mut shutdown: watch::Receiver<bool>) {

@@ -412,18 +412,18 @@ impl Application {
         };
         serve_until(self.listener, self.router, shutdown).await?;
         let _ = stop.send(true);
-        for worker in workers {
-            let _ = worker.await;
-        }
+        stop_workers(workers).await;
         let _ = stop_relay.send(true);
         if let Some(finished) = relay {
             // Waited for without a blocking task: a relay that never stops must not keep this
             // runtime from shutting down (a blocking `join` would hold its pool for ever).
-            if tokio::time::timeout(Duration::from_secs(10), finished)
-                .await
-                .is_err()
-            {
-                tracing::warn!("relay did not stop within 10 s; its thread is left behind");
+            // A second more than it takes at the most, for its runtime's own shutdown.
+            let limit = adapters::relay::STOP_LIMIT + Duration::from_secs(1);
+            if tokio::time::timeout(limit, finished).await.is_err() {
+                tracing::warn!(
+                    limit_s = limit.as_secs(),
+                    "relay did not stop in time; its thread is left behind"
+                );
             }
         }
         Ok(())
@@ -462,6 +462,28 @@ async fn serve_until(
     }
     Ok(())
 }
+
+/// Waits for the workers to finish the batches and jobs they hold. One still at it after
+/// [`WORKERS_STOP_LIMIT`] (a statement waiting for a lock, a database that stopped answering)
+/// is cut off: its transaction is not committed and its messages are not acknowledged, so they
+/// are delivered again, as after a crash.
+async fn stop_workers(mut workers: Vec<tokio::task::JoinHandle<()>>) {
+    let all = futures::future::join_all(workers.iter_mut());
+    if tokio::time::timeout(WORKERS_STOP_LIMIT, all).await.is_err() {
+        let stuck = workers.iter().filter(|w| !w.is_finished()).count();
+        tracing::warn!(
+            stuck,
+            limit_s = WORKERS_STOP_LIMIT.as_secs(),
+            "workers still busy after shutdown; cutting them off"
+        );
+        for worker in &workers {
+            worker.abort();
+        }
+    }
+}
+
+/// How long projection and saga workers may take to stop once shutdown begins.
+const WORKERS_STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long requests in flight may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);

@@ -30,4 +30,5 @@ mod saga_jobs;
 mod scripted_day;
 mod snapshots;
 mod span_export;
+mod stuck_shutdown;
 mod voice;
