@@ -76,3 +76,62 @@ async fn an_instance_without_nats_is_not_ready_and_says_why(pool: PgPool) {
         ready(&app).await.1
     );
 }
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_transaction_left_open_is_named_when_it_holds_the_relay_back(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    assert!(app.wait_until_relayed(Duration::from_secs(30)).await);
+
+    // A writer left open (it has a transaction id), and a booking committed after it began.
+    let mut open = pool.begin().await.unwrap();
+    let xid: String =
+        sqlx::query_scalar("SELECT (pg_current_xact_id()::text::numeric % 4294967296)::text")
+            .fetch_one(&mut *open)
+            .await
+            .unwrap();
+    let (status, booking) = app
+        .post(
+            &salon.key,
+            "/api/v2/mcp/bookings",
+            TestApp::booking(&salon, Some(0), crate::support::app::berlin(2, 10, 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    // Other tests' transactions may be older for a moment; the horizon then moves on to ours.
+    let wanted = format!("wait for transaction {xid} to end (pid ");
+    let named = poll_until(Duration::from_secs(10), || async {
+        relay_detail(&app).await.contains(&wanted)
+    })
+    .await;
+    let detail = relay_detail(&app).await;
+    assert!(
+        named,
+        "the relay check did not name the open transaction: {detail}"
+    );
+    assert!(detail.contains("idle in transaction"), "{detail}");
+
+    open.rollback().await.unwrap();
+    assert!(
+        app.wait_until_relayed(Duration::from_secs(30)).await,
+        "the relay did not go on after the transaction ended"
+    );
+    let detail = relay_detail(&app).await;
+    assert!(!detail.contains("wait for transaction"), "{detail}");
+}
+
+/// The readiness check `relay`'s detail, whether the instance is ready or not.
+async fn relay_detail(app: &TestApp) -> String {
+    let (_, body) = ready(app).await;
+    let checks = body["checks"]
+        .as_array()
+        .or_else(|| body["error"]["details"]["checks"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    checks
+        .iter()
+        .find(|c| c["name"] == "relay")
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}

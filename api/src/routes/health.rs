@@ -169,29 +169,78 @@ async fn projection_checks(pool: &PgPool) -> Vec<Check> {
     .collect()
 }
 
-/// The relay: events committed but not yet published, and how long the oldest has waited.
+/// The relay: events committed but not yet published, how long the oldest has waited, and,
+/// when some of them committed after a transaction that is still running, which one: the relay
+/// publishes only below the oldest running transaction of the whole Postgres cluster (see
+/// `adapters::relay`), so a writer left open in any database holds it back.
 async fn relay_check(pool: &PgPool) -> Check {
-    let row: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-           FROM (SELECT e.recorded_at FROM events e, relay_checkpoint c
-                  WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)
-                  ORDER BY e.tx_id, e.position LIMIT $1) behind",
-    )
-    .bind(READY_MAX_BACKLOG + 1)
-    .fetch_one(pool)
-    .await;
+    let row = sqlx::query_as::<_, RelayBacklog>(RELAY_CHECK)
+        .bind(READY_MAX_BACKLOG + 1)
+        .fetch_one(pool)
+        .await;
     match row {
-        Ok((behind, oldest)) => {
-            let waited = oldest.unwrap_or_default();
+        Ok(RelayBacklog {
+            behind,
+            oldest_s,
+            held,
+            horizon,
+            holder,
+        }) => {
+            let waited = oldest_s.unwrap_or_default();
+            let mut detail = format!(
+                "{behind}{} events unpublished, the oldest for {waited:.1} s",
+                if behind > READY_MAX_BACKLOG { "+" } else { "" },
+            );
+            if held > 0 {
+                detail.push_str(&format!(
+                    "; {held} of them wait for transaction {horizon} to end ({})",
+                    holder.unwrap_or_else(|| format!(
+                        "its session is hidden from this database user; as a superuser: SELECT pid, datname, state, xact_start FROM pg_stat_activity WHERE backend_xid = '{horizon}'"
+                    ))
+                ));
+            }
             check(
                 "relay",
                 behind <= READY_MAX_BACKLOG && waited <= READY_RELAY_STALL_SECONDS,
-                format!(
-                    "{behind}{} events unpublished, the oldest for {waited:.1} s",
-                    if behind > READY_MAX_BACKLOG { "+" } else { "" },
-                ),
+                detail,
             )
         }
         Err(e) => check("relay", false, e.to_string()),
     }
 }
+
+/// What [`RELAY_CHECK`] finds.
+#[derive(sqlx::FromRow)]
+struct RelayBacklog {
+    behind: i64,
+    oldest_s: Option<f64>,
+    held: i64,
+    horizon: String,
+    holder: Option<String>,
+}
+
+/// Up to `$1` unpublished events: how many, the oldest one's age, how many of them are at or
+/// above the running-transaction horizon, the horizon as a 32-bit transaction id (as
+/// `pg_stat_activity` shows it), and the session or prepared transaction holding it where this
+/// user may see it.
+const RELAY_CHECK: &str = "
+WITH behind AS (
+    SELECT e.tx_id, e.recorded_at FROM events e, relay_checkpoint c
+     WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.last_tx_id, c.last_position)
+     ORDER BY e.tx_id, e.position LIMIT $1
+), horizon AS (
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS full_xid,
+           (pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296)::text AS xid
+)
+SELECT (SELECT count(*) FROM behind) AS behind,
+       (SELECT extract(epoch FROM now() - min(recorded_at))::float8 FROM behind) AS oldest_s,
+       (SELECT count(*) FROM behind, horizon WHERE behind.tx_id >= horizon.full_xid) AS held,
+       (SELECT xid FROM horizon) AS horizon,
+       COALESCE(
+           (SELECT format('pid %s in database %s, %s since %s', a.pid, a.datname, a.state,
+                          date_trunc('second', a.xact_start))
+              FROM pg_stat_activity a, horizon WHERE a.backend_xid::text = horizon.xid LIMIT 1),
+           (SELECT format('prepared transaction %L in database %s since %s', p.gid, p.database,
+                          date_trunc('second', p.prepared))
+              FROM pg_prepared_xacts p, horizon WHERE p.transaction::text = horizon.xid LIMIT 1))
+       AS holder";
