@@ -455,7 +455,7 @@ impl BookingTools {
             end_date: args.end_date,
             branch_ids: args.branch_ids,
             preferred_staff_id: args.preferred_staff_id,
-            min_position: None,
+            min_position: self.app.own_writes.at_least(caller.who.key_id, None),
         };
         let answer = availability::check(
             axum::extract::State(self.app.clone()),
@@ -481,9 +481,13 @@ impl BookingTools {
     async fn find_available_staff(
         &self,
         Extension(parts): Extension<Parts>,
-        Parameters(query): Parameters<AvailableStaffQuery>,
+        Parameters(mut query): Parameters<AvailableStaffQuery>,
     ) -> Result<Json<FreeStaffList>, ToolError> {
         let caller = caller(&parts)?;
+        query.min_position = self
+            .app
+            .own_writes
+            .at_least(caller.who.key_id, query.min_position);
         let answer = availability::available_staff(
             axum::extract::State(self.app.clone()),
             caller,
@@ -512,6 +516,7 @@ impl BookingTools {
                     .commands
                     .create_booking(&caller.who, &caller.meta, hold_id, args.input(true))
                     .await?;
+                app.own_writes.wrote(caller.who.key_id, out.position);
                 if let Some(call_id) = &args.call_id {
                     crate::calls::remember_hold(&app.pool, caller.who.tenant_id, call_id, hold_id)
                         .await?;
@@ -550,6 +555,7 @@ impl BookingTools {
                         .commands
                         .confirm_booking(&caller.who, &caller.meta, args.hold_id)
                         .await?;
+                    app.own_writes.wrote(caller.who.key_id, out.position);
                     to_value(&BookingView::of(&out.state)?)
                 },
             )
@@ -584,6 +590,7 @@ impl BookingTools {
                             args.input(false),
                         )
                         .await?;
+                    app.own_writes.wrote(caller.who.key_id, out.position);
                     to_value(&BookingView::of(&out.state)?)
                 },
             )
@@ -616,6 +623,7 @@ impl BookingTools {
                         .commands
                         .cancel_booking(&caller.who, &caller.meta, args.booking_id, input)
                         .await?;
+                    app.own_writes.wrote(caller.who.key_id, out.position);
                     to_value(&BookingView::of(&out.state)?)
                 },
             )
@@ -650,6 +658,7 @@ impl BookingTools {
                         .commands
                         .reschedule_booking(&caller.who, &caller.meta, args.booking_id, input)
                         .await?;
+                    app.own_writes.wrote(caller.who.key_id, out.position);
                     to_value(&BookingView::of(&out.state)?)
                 },
             )
@@ -689,6 +698,7 @@ impl BookingTools {
             customer_phone: Some(args.phone),
             from,
             limit: Some(50),
+            min_position: self.app.own_writes.at_least(caller.who.key_id, None),
             ..ListBookingsQuery::default()
         };
         let page: BookingPage = bookings::list(
@@ -745,7 +755,7 @@ impl BookingTools {
         let query = CatalogQuery {
             branch_id: args.branch_id,
             include_retired: None,
-            min_position: None,
+            min_position: self.app.own_writes.at_least(caller.who.key_id, None),
         };
         let answer = services::list(
             axum::extract::State(self.app.clone()),

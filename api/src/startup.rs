@@ -337,6 +337,7 @@ impl Application {
             rate_limits: config.rate_limits,
             plans: crate::rate_limit::PlanCache::default(),
             request_counts: crate::rate_limit::RequestCounts::default(),
+            own_writes: crate::consistency::OwnWrites::default(),
             http_metrics: crate::metrics::HttpMetrics::default(),
             metrics_enabled: config.metrics_enabled,
         }));

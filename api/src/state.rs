@@ -52,6 +52,8 @@ pub struct Shared {
     pub plans: crate::rate_limit::PlanCache,
     /// Requests counted against the rate limits, written in groups.
     pub request_counts: crate::rate_limit::RequestCounts,
+    /// What each key last changed through the MCP tools, for its next reads.
+    pub own_writes: crate::consistency::OwnWrites,
     /// Request counts and timings.
     pub http_metrics: crate::metrics::HttpMetrics,
     /// Whether `/metrics` answers.

@@ -919,8 +919,19 @@ async fn mcp(
     host: Option<&str>,
     request: (Vec<(&'static str, String)>, Value),
 ) -> (StatusCode, Value) {
+    mcp_at(&app.http, &app.address, key, host, request).await
+}
+
+/// [`mcp`] without a `TestApp`, for a task of its own.
+async fn mcp_at(
+    http: &reqwest::Client,
+    address: &str,
+    key: Option<&str>,
+    host: Option<&str>,
+    request: (Vec<(&'static str, String)>, Value),
+) -> (StatusCode, Value) {
     let (headers, body) = request;
-    let mut r = app.http.post(format!("{}/mcp", app.address)).json(&body);
+    let mut r = http.post(format!("{address}/mcp")).json(&body);
     for (name, value) in headers {
         r = r.header(name, value);
     }
@@ -1138,4 +1149,76 @@ async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_
         .await,
         "the read model never caught up once released"
     );
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn an_agent_looking_up_the_customer_it_just_booked_finds_the_booking(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    // The read models cannot apply anything while this transaction holds their offsets.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE projection_offsets IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let (_, body) = mcp(
+        &app,
+        Some(&salon.key),
+        None,
+        tool_call(
+            1,
+            "create_booking",
+            json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
+                "start": berlin(1, 15, 0).to_rfc3339(),
+                "customer": { "phone": "0151 2345678", "name": "Erika" },
+                "idempotency_key": "book-1" }),
+        ),
+    )
+    .await;
+    let booking = body["result"]["structuredContent"].clone();
+    assert_eq!(booking["status"], "confirmed", "{body}");
+
+    // The same key asks for the customer's bookings: the answer waits for the read model.
+    let lookup = {
+        let (http, address, key) = (app.http.clone(), app.address.clone(), salon.key.clone());
+        tokio::spawn(async move {
+            let call = tool_call(
+                2,
+                "find_customer_bookings",
+                json!({ "phone": "+491512345678" }),
+            );
+            mcp_at(&http, &address, Some(&key), None, call).await
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(2), || async {
+            mcp_requests_in_flight(&app).await >= 1
+        })
+        .await,
+        "the lookup answered before the read model had the booking"
+    );
+    blocker.rollback().await.unwrap();
+    let (status, found) = lookup.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let bookings = found["result"]["structuredContent"]["bookings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{found}"));
+    assert!(bookings.iter().any(|b| b["id"] == booking["id"]), "{found}");
+}
+
+/// `mcp_active_connections{service="mcp"}`: MCP requests in flight.
+async fn mcp_requests_in_flight(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mcp_active_connections{service=\"mcp\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
