@@ -316,9 +316,16 @@ pub async fn applied_position(pool: &PgPool, projection: &str) -> Result<i64, sq
     .await
 }
 
+/// How many of its tenant's events before the command behind a position [`has_applied`] also
+/// checks: a client names the position of its last command, and expects to see the ones it made
+/// just before as well (a service defined, then staff assigned to it). Aggregates with parked
+/// events are left out: those wait for an operator, not for the projection.
+const EARLIER_EVENTS_CHECKED: i64 = 200;
+
 /// Whether a projection has applied every event it reads that the command behind `position`
-/// wrote up to that position (all events of one request share its correlation id): once true,
-/// a query sees that command's effect.
+/// wrote up to that position (all events of one request share its correlation id), and those
+/// among the tenant's [`EARLIER_EVENTS_CHECKED`] events before it: once true, a query sees that
+/// command's effect and its predecessors'.
 pub async fn has_applied<P: Projection>(pool: &PgPool, position: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT NOT EXISTS (
@@ -328,11 +335,25 @@ pub async fn has_applied<P: Projection>(pool: &PgPool, position: i64) -> Result<
              LEFT JOIN projection_offsets o ON o.projection = $2
                  AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
              WHERE target.position = $1 AND e.aggregate_type = ANY($3)
-               AND COALESCE(o.last_sequence, 0) < e.sequence)",
+               AND COALESCE(o.last_sequence, 0) < e.sequence)
+         AND NOT EXISTS (
+             SELECT 1 FROM events target
+             CROSS JOIN LATERAL (
+                 SELECT e.aggregate_type, e.aggregate_id, e.sequence FROM events e
+                  WHERE e.tenant_id = target.tenant_id AND e.position < target.position
+                  ORDER BY e.tenant_id DESC, e.position DESC LIMIT $4) earlier
+             LEFT JOIN projection_offsets o ON o.projection = $2
+                 AND o.aggregate_type = earlier.aggregate_type AND o.aggregate_id = earlier.aggregate_id
+             WHERE target.position = $1 AND earlier.aggregate_type = ANY($3)
+               AND COALESCE(o.last_sequence, 0) < earlier.sequence
+               AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                                WHERE d.projection = $2 AND d.aggregate_type = earlier.aggregate_type
+                                  AND d.aggregate_id = earlier.aggregate_id))",
     )
     .bind(position)
     .bind(P::NAME)
     .bind(P::AGGREGATE_TYPES)
+    .bind(EARLIER_EVENTS_CHECKED)
     .fetch_one(pool)
     .await
 }

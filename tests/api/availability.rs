@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use chrono_tz::Europe::Berlin;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::every_day;
+use crate::support::app::{call_at, every_day, poll_until};
 
 /// The last Sunday of `month` that is at least two days away.
 fn next_last_sunday(month: u32) -> NaiveDate {
@@ -452,4 +452,64 @@ async fn the_first_slot_offered_keeps_the_minimum_notice(pool: PgPool) {
         "{first} leaves a gap after the notice ending {after} + 90 min"
     );
     assert_eq!(first.timestamp() % 900, 0, "{first} is on the quarter hour");
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_position_shows_the_changes_made_just_before_its_command_too(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    // The tenants read model's writer waits for this lock (it takes it before any table).
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('projection:tenants'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    // A service the tenants read model cannot show yet, then staff assigned to it: the
+    // position names the assignment.
+    let (s, b) = app.post(&salon.key, "/api/v2/mcp/services", json!({ "name": "Pony", "duration_minutes": 30, "price": { "amount_minor": 1500, "currency": "EUR" }, "buffer_before_minutes": 0, "buffer_after_minutes": 0, "branch_ids": [salon.branch_id], "deposit": null })).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let service = b["data"]["id"].as_str().unwrap().to_owned();
+    let path = format!(
+        "/api/v2/mcp/staff/{}/services/{service}",
+        salon.staff_ids[0]
+    );
+    let (s, b) = app.put(&salon.key, &path, json!({ "level": 3 })).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let position = b["position"].as_i64().unwrap();
+
+    let day = (Utc::now() + Duration::days(2)).date_naive();
+    let check = {
+        let (http, address, key) = (app.http.clone(), app.address.clone(), salon.key.clone());
+        let body = json!({ "service_id": service, "date": day, "min_position": position });
+        tokio::spawn(async move {
+            call_at(
+                &http,
+                &address,
+                Method::POST,
+                &key,
+                "/api/v2/mcp/bookings/check-availability",
+                Some(body),
+                None,
+            )
+            .await
+        })
+    };
+    assert!(
+        poll_until(std::time::Duration::from_secs(2), || async {
+            app.requests_in_flight("api").await >= 1
+        })
+        .await,
+        "availability answered before the tenants read model had the service"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('projection:tenants'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let (status, body) = check.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !body["slots"].as_array().unwrap().is_empty(),
+        "no slot for the new service: {body}"
+    );
 }

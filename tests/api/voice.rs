@@ -1192,7 +1192,7 @@ async fn an_agent_looking_up_the_customer_it_just_booked_finds_the_booking(pool:
     };
     assert!(
         poll_until(Duration::from_secs(2), || async {
-            mcp_requests_in_flight(&app).await >= 1
+            app.requests_in_flight("mcp").await >= 1
         })
         .await,
         "the lookup answered before the read model had the booking"
@@ -1204,21 +1204,4 @@ async fn an_agent_looking_up_the_customer_it_just_booked_finds_the_booking(pool:
         .as_array()
         .unwrap_or_else(|| panic!("{found}"));
     assert!(bookings.iter().any(|b| b["id"] == booking["id"]), "{found}");
-}
-
-/// `mcp_active_connections{service="mcp"}`: MCP requests in flight.
-async fn mcp_requests_in_flight(app: &TestApp) -> u64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("mcp_active_connections{service=\"mcp\"} "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }

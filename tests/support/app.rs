@@ -441,6 +441,28 @@ impl TestApp {
             .expect("event types")
     }
 
+    /// Requests of `service` (`api`, `mcp`, `webhooks`, `admin`) in flight, as `/metrics` counts
+    /// them (`mcp_active_connections`), not counting the scrape that asks.
+    pub(crate) async fn requests_in_flight(&self, service: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let prefix = format!("mcp_active_connections{{service=\"{service}\"}} ");
+        let counted = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64);
+        // `/metrics` is an `api` route: the scrape counts itself.
+        counted.saturating_sub(u64::from(service == "api"))
+    }
+
     /// Waits until the relay has put every stored event on the stream.
     pub(crate) async fn wait_until_relayed(&self, within: Duration) -> bool {
         let url = self.nats.url();
