@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use chrono_tz::Europe::Berlin;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::{call_at, every_day, poll_until};
+use crate::support::app::{every_day, poll_until};
 
 /// The last Sunday of `month` that is at least two days away.
 fn next_last_sunday(month: u32) -> NaiveDate {
@@ -479,22 +479,12 @@ async fn a_position_shows_the_changes_made_just_before_its_command_too(pool: PgP
     let position = b["position"].as_i64().unwrap();
 
     let day = (Utc::now() + Duration::days(2)).date_naive();
-    let check = {
-        let (http, address, key) = (app.http.clone(), app.address.clone(), salon.key.clone());
-        let body = json!({ "service_id": service, "date": day, "min_position": position });
-        tokio::spawn(async move {
-            call_at(
-                &http,
-                &address,
-                Method::POST,
-                &key,
-                "/api/v2/mcp/bookings/check-availability",
-                Some(body),
-                None,
-            )
-            .await
-        })
-    };
+    let check = app.spawn_post_at(
+        &app.address,
+        &salon.key,
+        "/api/v2/mcp/bookings/check-availability",
+        json!({ "service_id": service, "date": day, "min_position": position }),
+    );
     assert!(
         poll_until(std::time::Duration::from_secs(2), || async {
             app.requests_in_flight("api").await >= 1

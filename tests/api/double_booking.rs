@@ -11,21 +11,8 @@ async fn race(app: &TestApp, salon: &Salon, addresses: &[String]) -> Vec<StatusC
     let requests = (0..50).map(|i| {
         // Starts from 10:00 to 10:24: every pair overlaps (30 minutes each).
         let body = TestApp::booking(salon, Some(0), berlin(3, 10, i % 25));
-        let address = addresses[i as usize % addresses.len()].clone();
-        let http = app.http.clone();
-        let key = salon.key.clone();
-        tokio::spawn(async move {
-            call_at(
-                &http,
-                &address,
-                Method::POST,
-                &key,
-                "/api/v2/mcp/bookings",
-                Some(body),
-                None,
-            )
-            .await
-        })
+        let address = &addresses[i as usize % addresses.len()];
+        app.spawn_post_at(address, &salon.key, "/api/v2/mcp/bookings", body)
     });
     join_all(requests)
         .await

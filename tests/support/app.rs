@@ -441,6 +441,25 @@ impl TestApp {
             .expect("event types")
     }
 
+    /// Posts `body` to `path` at `address` (this instance or another) on a task of its own.
+    pub(crate) fn spawn_post_at(
+        &self,
+        address: &str,
+        key: &str,
+        path: &str,
+        body: Value,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let (http, address, key, path) = (
+            self.http.clone(),
+            address.to_owned(),
+            key.to_owned(),
+            path.to_owned(),
+        );
+        tokio::spawn(async move {
+            call_at(&http, &address, Method::POST, &key, &path, Some(body), None).await
+        })
+    }
+
     /// Requests of `service` (`api`, `mcp`, `webhooks`, `admin`) in flight, as `/metrics` counts
     /// them (`mcp_active_connections`), not counting the scrape that asks.
     pub(crate) async fn requests_in_flight(&self, service: &str) -> u64 {
