@@ -358,14 +358,7 @@ async fn connected_salon(
 }
 
 async fn book(app: &TestApp, salon: &Salon, days: i64, hour: u32) -> String {
-    let (status, created) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(salon, Some(0), berlin(days, hour, 0)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created = app.book(salon, Some(0), berlin(days, hour, 0)).await;
     created["data"]["id"].as_str().unwrap().to_owned()
 }
 

@@ -148,14 +148,7 @@ async fn notifying_salon(
 }
 
 async fn book(app: &TestApp, salon: &Salon, start: DateTime<Utc>) -> (String, String) {
-    let (status, created) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(salon, Some(0), start),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created = app.book(salon, Some(0), start).await;
     (
         created["data"]["id"].as_str().unwrap().to_owned(),
         created["data"]["confirmation_number"]

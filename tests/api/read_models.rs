@@ -20,8 +20,7 @@ async fn book(
 ) -> (String, i64) {
     let mut body = TestApp::booking(salon, Some(staff), berlin(day, hour, 0));
     body["customer"]["phone"] = json!(phone);
-    let (status, answer) = app.post(&salon.key, "/api/v2/mcp/bookings", body).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let answer = app.book_with(&salon.key, body).await;
     (
         answer["data"]["id"].as_str().unwrap().to_owned(),
         answer["position"].as_i64().unwrap(),

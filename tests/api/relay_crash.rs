@@ -196,14 +196,7 @@ async fn sigterm_mid_load_finishes_the_requests_in_flight_and_publishes_them(poo
 /// Books one appointment at each of `hours` on day `day`, each answered 201.
 async fn book_hours(app: &TestApp, salon: &Salon, day: i64, hours: &[u32]) {
     for &hour in hours {
-        let (status, body) = app
-            .post(
-                &salon.key,
-                "/api/v2/mcp/bookings",
-                TestApp::booking(salon, None, berlin(day, hour, 0)),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        app.book(salon, None, berlin(day, hour, 0)).await;
     }
 }
 

@@ -1,7 +1,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use sqlx::PgPool;
 
 use crate::support::app::{Salon, berlin, database_url, poll_until};
@@ -27,14 +26,7 @@ fn republish(pool: &PgPool, nats_url: &str, from: i64) -> String {
 }
 
 async fn book(app: &TestApp, salon: &Salon, hour: u32) {
-    let (status, body) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(salon, None, berlin(2, hour, 0)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.book(salon, None, berlin(2, hour, 0)).await;
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]

@@ -423,6 +423,24 @@ impl TestApp {
         })
     }
 
+    /// Books [`TestApp::booking`] with the salon's key; the answer, which must be 201.
+    pub(crate) async fn book(
+        &self,
+        salon: &Salon,
+        staff: Option<usize>,
+        start: DateTime<Utc>,
+    ) -> Value {
+        self.book_with(&salon.key, Self::booking(salon, staff, start))
+            .await
+    }
+
+    /// Posts a booking request with `key`; the answer, which must be 201.
+    pub(crate) async fn book_with(&self, key: &str, body: Value) -> Value {
+        let (status, created) = self.post(key, "/api/v2/mcp/bookings", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created
+    }
+
     /// Events in the store.
     pub(crate) async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
