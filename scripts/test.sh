@@ -56,7 +56,7 @@ run_tests() {
 log "building and running the tests ($RUST_TEST_THREADS at a time)"
 run_tests --workspace "$@"
 
-# Real MCP clients against a running bookingd (skipped when arguments narrow the test run).
+# The rest is skipped when arguments narrow the test run.
 if [ "$#" -eq 0 ]; then
     # The relay publishes one way on servers with atomic batches (2.12 and later) and another on
     # those without: its tests again on the oldest server the set-up accepts.
