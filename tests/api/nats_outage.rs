@@ -7,7 +7,7 @@ use crate::support::TestApp;
 use crate::support::app::{berlin, database_url, poll_until, serve_config};
 use crate::support::proxy::LossyProxy;
 use crate::support::stream::{
-    assert_stream_matches_store, relay_took_the_lead, spawn_relay, stream_len,
+    assert_stream_matches_store, insert_probe_events, relay_took_the_lead, spawn_relay, stream_len,
 };
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
@@ -120,15 +120,7 @@ async fn a_leader_caught_publishing_by_a_nats_outage_stops_when_asked(pool: PgPo
     );
     app.nats.stop();
     // A backlog larger than the client buffers while it reconnects.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'Probe', 'probe-' || n, 1, 'Probed', '1', '{}',
-                jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text)
-         FROM generate_series(1, 5000) AS n",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    insert_probe_events(&pool, 5000, 1).await;
     let committed: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&pool)
         .await
@@ -184,16 +176,7 @@ async fn first_of_a_round_lost_on_its_way(pool: PgPool, count: i32) {
         "the relay never took the lead"
     );
     proxy.lose_next(".Probe.probe-1");
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'Probe', 'probe-1', n, 'Probed', '1', '{}',
-                jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text)
-         FROM generate_series(1, $1) AS n ORDER BY n",
-    )
-    .bind(count)
-    .execute(&pool)
-    .await
-    .unwrap();
+    insert_probe_events(&pool, 1, count).await;
 
     // The lost message's ack never comes (or the server refuses the batch) and the round goes
     // again.

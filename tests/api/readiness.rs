@@ -56,14 +56,8 @@ async fn an_instance_without_nats_is_not_ready_and_says_why(pool: PgPool) {
         "{body}"
     );
     // Commands still work: events wait in Postgres for the relay.
-    let (status, booking) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(&salon, Some(0), crate::support::app::berlin(2, 10, 0)),
-        )
+    app.book(&salon, Some(0), crate::support::app::berlin(2, 10, 0))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{booking}");
 
     app.nats.resume();
     let back = poll_until(Duration::from_secs(30), || async {
@@ -90,14 +84,8 @@ async fn a_transaction_left_open_is_named_when_it_holds_the_relay_back(pool: PgP
             .fetch_one(&mut *open)
             .await
             .unwrap();
-    let (status, booking) = app
-        .post(
-            &salon.key,
-            "/api/v2/mcp/bookings",
-            TestApp::booking(&salon, Some(0), crate::support::app::berlin(2, 10, 0)),
-        )
+    app.book(&salon, Some(0), crate::support::app::berlin(2, 10, 0))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{booking}");
     // Other tests' transactions may be older for a moment; the horizon then moves on to ours.
     let wanted = format!("wait for transaction {xid} to end (pid ");
     let named = poll_until(Duration::from_secs(10), || async {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::support::TestApp;
-use crate::support::app::{database_url, poll_until, serve_config};
-use crate::support::stream::{relay_took_the_lead, spawn_relay};
+use crate::support::app::{database_url, lock_table, poll_until, serve_config};
+use crate::support::stream::{insert_probe_events, relay_took_the_lead, spawn_relay};
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn an_instance_whose_workers_are_stuck_stops_when_asked(pool: PgPool) {
@@ -22,7 +22,7 @@ async fn an_instance_whose_workers_are_stuck_stops_when_asked(pool: PgPool) {
     }));
     // While this transaction holds the projections' offsets, a worker with an event to project
     // waits for it.
-    let blocker = lock(&pool, "projection_offsets IN EXCLUSIVE MODE").await;
+    let blocker = lock_table(&pool, "projection_offsets IN EXCLUSIVE MODE").await;
     bare.register_tenant("Salon", "professional").await;
     assert!(
         someone_waits_for_a_lock(&pool, "%projection_offsets%").await,
@@ -50,15 +50,8 @@ async fn a_leader_stuck_in_a_round_is_stopped_where_it_is(pool: PgPool) {
     );
     // While this transaction holds the checkpoint, the relay publishes the event below and then
     // waits to write its checkpoint.
-    let blocker = lock(&pool, "relay_checkpoint IN EXCLUSIVE MODE").await;
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ('Probe', 'probe-1', 1, 'Probed', '1', '{}',
-                 jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text))",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let blocker = lock_table(&pool, "relay_checkpoint IN EXCLUSIVE MODE").await;
+    insert_probe_events(&pool, 1, 1).await;
     assert!(
         someone_waits_for_a_lock(&pool, "UPDATE relay_checkpoint%").await,
         "the relay never waited for the lock"
@@ -72,18 +65,6 @@ async fn a_leader_stuck_in_a_round_is_stopped_where_it_is(pool: PgPool) {
         .expect("a leader stuck in its round went on after it was asked to stop")
         .unwrap();
     blocker.rollback().await.unwrap();
-}
-
-/// A transaction holding `LOCK TABLE <what>`; it holds it until rolled back or dropped. (A mode
-/// below ACCESS EXCLUSIVE: that one takes a transaction id, which would hold back the relay's
-/// horizon, of every test's database at once.)
-async fn lock(pool: &PgPool, what: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query(&format!("LOCK TABLE {what}"))
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    blocker
 }
 
 /// Whether, within ten seconds, a statement of this database whose text is `LIKE pattern`

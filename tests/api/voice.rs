@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::app::{Salon, TestApp, berlin, every_day, poll_until};
+use crate::support::app::{Salon, TestApp, berlin, every_day, lock_table, poll_until};
 
 const RETELL_KEY: &str = "key_retell_test_0123456789";
 
@@ -1061,6 +1061,27 @@ async fn the_mcp_endpoint_takes_tenant_and_role_from_the_api_key(pool: PgPool) {
     assert_eq!(body["result"]["isError"], true, "{body}");
 }
 
+/// Books tomorrow 15:00 for Erika through the `create_booking` tool; the booking, confirmed.
+async fn book_over_mcp(app: &TestApp, salon: &Salon) -> Value {
+    let (_, body) = mcp(
+        app,
+        Some(&salon.key),
+        None,
+        tool_call(
+            1,
+            "create_booking",
+            json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
+                "start": berlin(1, 15, 0).to_rfc3339(),
+                "customer": { "phone": "0151 2345678", "name": "Erika" },
+                "idempotency_key": "book-1" }),
+        ),
+    )
+    .await;
+    let booking = body["result"]["structuredContent"].clone();
+    assert_eq!(booking["status"], "confirmed", "{body}");
+    booking
+}
+
 /// The status the bookings read model holds for `booking`.
 async fn viewed_status(app: &TestApp, booking: &Value) -> Option<String> {
     let id = uuid::Uuid::parse_str(booking["id"].as_str().unwrap()).unwrap();
@@ -1077,22 +1098,7 @@ async fn get_booking_over_mcp_shows_the_agents_own_change_before_the_read_model_
 ) {
     let app = TestApp::spawn(pool).await;
     let salon = app.seed_salon("Salon", "professional").await;
-    let (_, body) = mcp(
-        &app,
-        Some(&salon.key),
-        None,
-        tool_call(
-            1,
-            "create_booking",
-            json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
-                "start": berlin(1, 15, 0).to_rfc3339(),
-                "customer": { "phone": "0151 2345678", "name": "Erika" },
-                "idempotency_key": "book-1" }),
-        ),
-    )
-    .await;
-    let booking = body["result"]["structuredContent"].clone();
-    assert_eq!(booking["status"], "confirmed", "{body}");
+    let booking = book_over_mcp(&app, &salon).await;
     assert!(
         poll_until(Duration::from_secs(10), || async {
             viewed_status(&app, &booking).await.as_deref() == Some("confirmed")
@@ -1156,27 +1162,8 @@ async fn an_agent_looking_up_the_customer_it_just_booked_finds_the_booking(pool:
     let app = TestApp::spawn(pool).await;
     let salon = app.seed_salon("Salon", "professional").await;
     // The read models cannot apply anything while this transaction holds their offsets.
-    let mut blocker = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE projection_offsets IN EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let (_, body) = mcp(
-        &app,
-        Some(&salon.key),
-        None,
-        tool_call(
-            1,
-            "create_booking",
-            json!({ "branch_id": salon.branch_id, "service_id": salon.service_id,
-                "start": berlin(1, 15, 0).to_rfc3339(),
-                "customer": { "phone": "0151 2345678", "name": "Erika" },
-                "idempotency_key": "book-1" }),
-        ),
-    )
-    .await;
-    let booking = body["result"]["structuredContent"].clone();
-    assert_eq!(booking["status"], "confirmed", "{body}");
+    let blocker = lock_table(&app.pool, "projection_offsets IN EXCLUSIVE MODE").await;
+    let booking = book_over_mcp(&app, &salon).await;
 
     // The same key asks for the customer's bookings: the answer waits for the read model.
     let lookup = {

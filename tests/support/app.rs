@@ -546,3 +546,18 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// A transaction holding `LOCK TABLE <what>` until rolled back or dropped. Take a mode below
+/// ACCESS EXCLUSIVE: that one takes a transaction id, which holds back the relay's horizon, of
+/// every test's database at once.
+pub(crate) async fn lock_table(
+    pool: &PgPool,
+    what: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {what}"))
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    blocker
+}

@@ -87,6 +87,22 @@ pub(crate) async fn stored_event_ids(pool: &PgPool) -> Vec<String> {
         .expect("event ids")
 }
 
+/// Inserts `per_aggregate` events (sequences 1, 2, …) on each of `aggregates` aggregates
+/// `Probe`/`probe-<n>` in one statement, stream after stream, as a bare writer would.
+pub(crate) async fn insert_probe_events(pool: &PgPool, aggregates: i32, per_aggregate: i32) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Probe', 'probe-' || a, n, 'Probed', '1', '{}',
+                jsonb_build_object('tenant_id', '01900000-0000-7000-8000-0000000000aa', 'event_id', gen_random_uuid()::text)
+         FROM generate_series(1, $1) AS a, generate_series(1, $2) AS n ORDER BY a, n",
+    )
+    .bind(aggregates)
+    .bind(per_aggregate)
+    .execute(pool)
+    .await
+    .expect("insert probe events");
+}
+
 /// Checks the stream against the store: every stored event exactly once, and per aggregate in
 /// sequence order. Panics with what is wrong.
 pub(crate) async fn assert_stream_matches_store(pool: &PgPool, nats_url: &str) {
