@@ -85,8 +85,33 @@ impl Default for RelayConfig {
     }
 }
 
-/// Called with the time from an event's commit to its PubAck, for metrics and benchmarks.
-pub type LagObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+/// One event's way to JetStream, from the start of the statement that appended it
+/// (`recorded_at`; its commit follows within a statement's time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Until the round that read it began: the round before it still publishing, or an older
+    /// transaction still open below it (the horizon).
+    pub to_read: Duration,
+    /// From that round's read to its PubAck.
+    pub to_ack: Duration,
+}
+
+impl Lag {
+    /// From the append to the PubAck.
+    pub fn total(self) -> Duration {
+        self.to_read + self.to_ack
+    }
+}
+
+/// Called with each published event's [`Lag`], for metrics and benchmarks.
+pub type LagObserver = Arc<dyn Fn(Lag) + Send + Sync>;
+
+/// Whom to tell about a round's events, and when the round read them.
+#[derive(Clone, Copy)]
+struct Observe<'a> {
+    observer: &'a LagObserver,
+    read_at: DateTime<Utc>,
+}
 
 /// Why a relay round failed.
 #[derive(Debug, thiserror::Error)]
@@ -233,11 +258,12 @@ fn message(row: &StoredEvent) -> Result<(String, HeaderMap, bytes::Bytes), Relay
     ))
 }
 
-fn observe_all(rows: &[StoredEvent], observer: Option<&LagObserver>) {
-    if let Some(observe) = observer {
-        let now = Utc::now();
+fn observe_all(rows: &[StoredEvent], observe: Option<Observe<'_>>) {
+    if let Some(Observe { observer, read_at }) = observe {
+        let to_ack = (Utc::now() - read_at).to_std().unwrap_or_default();
         for row in rows {
-            observe((now - row.recorded_at).to_std().unwrap_or_default());
+            let to_read = (read_at - row.recorded_at).to_std().unwrap_or_default();
+            observer(Lag { to_read, to_ack });
         }
     }
 }
@@ -259,7 +285,7 @@ fn publish_error(error: &PublishError) -> RelayError {
 async fn publish_each(
     js: &jetstream::Context,
     rows: &[StoredEvent],
-    observer: Option<&LagObserver>,
+    observe: Option<Observe<'_>>,
 ) -> Result<(), RelayError> {
     let messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
     match publish_chained(js, rows, messages).await {
@@ -276,7 +302,7 @@ async fn publish_each(
         }
         Err(e) => return Err(publish_error(&e)),
     }
-    observe_all(rows, observer);
+    observe_all(rows, observe);
     Ok(())
 }
 
@@ -327,12 +353,12 @@ fn is_duplicate_in_batch(error: &PublishError) -> bool {
 async fn publish_batched(
     js: &jetstream::Context,
     rows: &[StoredEvent],
-    observer: Option<&LagObserver>,
+    observe: Option<Observe<'_>>,
 ) -> Result<(), RelayError> {
     let client = js.client();
     for chunk in rows.chunks(ATOMIC_BATCH) {
         if chunk.len() < ATOMIC_FROM {
-            publish_each(js, chunk, observer).await?;
+            publish_each(js, chunk, observe).await?;
             continue;
         }
         let batch = uuid::Uuid::new_v4().simple().to_string();
@@ -359,8 +385,8 @@ async fn publish_batched(
             continue;
         };
         match commit.await {
-            Ok(_) => observe_all(chunk, observer),
-            Err(e) if is_duplicate_in_batch(&e) => publish_each(js, chunk, observer).await?,
+            Ok(_) => observe_all(chunk, observe),
+            Err(e) if is_duplicate_in_batch(&e) => publish_each(js, chunk, observe).await?,
             Err(e) => return Err(RelayError::Publish(e.to_string())),
         }
     }
@@ -371,12 +397,12 @@ async fn publish_all(
     js: &jetstream::Context,
     atomic: bool,
     rows: &[StoredEvent],
-    observer: Option<&LagObserver>,
+    observe: Option<Observe<'_>>,
 ) -> Result<(), RelayError> {
     if atomic {
-        publish_batched(js, rows, observer).await
+        publish_batched(js, rows, observe).await
     } else {
-        publish_each(js, rows, observer).await
+        publish_each(js, rows, observe).await
     }
 }
 
@@ -423,7 +449,7 @@ impl Relay {
         self
     }
 
-    /// Reports each event's commit-to-PubAck time to `observer`.
+    /// Reports each published event's [`Lag`] to `observer`.
     pub fn with_lag_observer(mut self, observer: LagObserver) -> Self {
         self.observer = Some(observer);
         self
@@ -583,6 +609,7 @@ impl Relay {
              ORDER BY events.tx_id, events.position LIMIT $3"
         );
         let started = std::time::Instant::now();
+        let read_at = Utc::now();
         let rows = sqlx::query(&sql)
             .bind(&lease.tx_id)
             .bind(lease.position)
@@ -594,7 +621,11 @@ impl Relay {
         let Some(last) = rows.last() else {
             return Ok(0);
         };
-        publish_all(&self.js, lease.atomic, &rows, self.observer.as_ref()).await?;
+        let observe = self
+            .observer
+            .as_ref()
+            .map(|observer| Observe { observer, read_at });
+        publish_all(&self.js, lease.atomic, &rows, observe).await?;
         let published = started.elapsed();
         lease.advance(last, rows.len());
         lease.save_if_due().await?;
@@ -725,5 +756,62 @@ pub async fn republish(
         next = last.position + 1;
         publish_all(js, atomic, &rows, None).await?;
         sent += rows.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn event(recorded_at: DateTime<Utc>) -> StoredEvent {
+        let raw = || RawValue::from_string("{}".to_owned()).expect("valid JSON");
+        StoredEvent {
+            tx_id: "1".to_owned(),
+            position: 1,
+            recorded_at,
+            aggregate_type: "Booking".to_owned(),
+            aggregate_id: "b-1".to_owned(),
+            sequence: 1,
+            event_type: "BookingCreated".to_owned(),
+            event_version: "2".to_owned(),
+            tenant_id: "t-1".to_owned(),
+            event_id: "e-1".to_owned(),
+            correlation_id: String::new(),
+            payload: raw(),
+            metadata: raw(),
+        }
+    }
+
+    #[test]
+    fn each_event_is_told_its_wait_for_the_round_and_the_rounds_own_time() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer: LagObserver = {
+            let seen = seen.clone();
+            Arc::new(move |lag| seen.lock().expect("not poisoned").push(lag))
+        };
+        let read_at = Utc::now() - chrono::Duration::milliseconds(40);
+        let rows = [
+            event(read_at - chrono::Duration::milliseconds(25)),
+            event(read_at - chrono::Duration::milliseconds(5)),
+        ];
+
+        observe_all(
+            &rows,
+            Some(Observe {
+                observer: &observer,
+                read_at,
+            }),
+        );
+
+        let seen = seen.lock().expect("not poisoned");
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].to_read, Duration::from_millis(25));
+        assert_eq!(seen[1].to_read, Duration::from_millis(5));
+        // The round's time is the same for both: from the read to now, at least 40 ms.
+        assert_eq!(seen[0].to_ack, seen[1].to_ack);
+        assert!(seen[0].to_ack >= Duration::from_millis(40));
+        assert_eq!(seen[0].total(), seen[0].to_read + seen[0].to_ack);
     }
 }
