@@ -552,7 +552,7 @@ fn report(
             ", relay had not caught up after 60 s"
         }
     ));
-    say(format_args!("    of which: {}", relay.parts()));
+    say(format_args!("    in parts: {}", relay.parts()));
     let rate = |f: &Figures| f.ops as f64 / f.elapsed.as_secs_f64();
     say(format_args!(
         "\ncreate-booking c=16 / raw cqrs-es c=16 = {:.2} (target >= 0.5); create-booking c=16 p99 {:.2} ms (target < 30); relay lag p99 {:.2} ms (target < 25)",
@@ -694,7 +694,7 @@ async fn paced_relay_lag(
             "; the relay had not caught up after 60 s"
         }
     ));
-    say(format_args!("    of which: {}", figures.parts()));
+    say(format_args!("    in parts: {}", figures.parts()));
     Ok(())
 }
 
