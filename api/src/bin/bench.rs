@@ -354,9 +354,14 @@ fn record(lags: &Lags, lag: Duration) {
     }
 }
 
+/// An empty lag histogram, three significant figures.
+fn empty_lags() -> anyhow::Result<Lags> {
+    Ok(Arc::new(Mutex::new(Histogram::<u64>::new(3)?)))
+}
+
 /// A histogram and an observer that records durations into it.
 fn lag_histogram() -> anyhow::Result<(Lags, adapters::projection_worker::LagObserver)> {
-    let lags: Lags = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let lags = empty_lags()?;
     let observer = {
         let lags = lags.clone();
         Arc::new(move |lag: Duration| record(&lags, lag))
@@ -382,11 +387,10 @@ struct RelayFigures {
 impl RelayLags {
     /// Empty histograms and the observer that fills them.
     fn new() -> anyhow::Result<(Self, adapters::relay::LagObserver)> {
-        let empty = || -> anyhow::Result<Lags> { Ok(Arc::new(Mutex::new(Histogram::new(3)?))) };
         let lags = Self {
-            total: empty()?,
-            to_read: empty()?,
-            to_ack: empty()?,
+            total: empty_lags()?,
+            to_read: empty_lags()?,
+            to_ack: empty_lags()?,
         };
         let (total, to_read, to_ack) = (
             lags.total.clone(),
