@@ -48,6 +48,18 @@ async fn a_leader_stuck_in_a_round_is_stopped_where_it_is(pool: PgPool) {
         relay_took_the_lead(&nats).await,
         "the relay never took the lead"
     );
+    // The stream exists before the leader has read its cursor; locking the table earlier would
+    // stop it there, short of the round this test is about.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM relay_checkpoint)")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(false)
+        })
+        .await,
+        "the leader never wrote its cursor"
+    );
     // While this transaction holds the checkpoint, the relay publishes the event below and then
     // waits to write its checkpoint.
     let blocker = lock_table(&pool, "relay_checkpoint IN EXCLUSIVE MODE").await;
