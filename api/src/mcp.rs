@@ -245,6 +245,7 @@ fn caller(parts: &Parts) -> Result<Caller, ToolError> {
 #[serde(deny_unknown_fields)]
 pub struct CustomerArgs {
     /// Phone number: E.164 (+4917612345678), or national (0176 12345678) for the salon's country.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone: String,
     /// Full name.
     pub name: String,
@@ -409,6 +410,7 @@ pub struct RescheduleArgs {
 #[serde(deny_unknown_fields)]
 pub struct CustomerLookup {
     /// The customer's phone: E.164, or national for the salon's country.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone: String,
     /// Also bookings that have started or ended; only upcoming ones when absent or false.
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, served at `/api/v2/openapi.json`. Request and response schemas
 //! are generated from the same types the handlers use, so the document cannot drift from them.
 
+use domain::values::patterns;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
@@ -68,7 +69,8 @@ impl Doc {
             .map(|name| {
                 let schema = match name {
                     "date" => json!({ "type": "string", "format": "date" }),
-                    "phone" | "projection" | "event_id" => json!({ "type": "string" }),
+                    "phone" => json!({ "type": "string", "pattern": patterns::PHONE_INPUT }),
+                    "projection" | "event_id" => json!({ "type": "string" }),
                     _ => json!({ "type": "string", "format": "uuid" }),
                 };
                 json!({ "name": name, "in": "path", "required": true, "schema": schema })
@@ -76,7 +78,7 @@ impl Doc {
             .chain((op.method == "post").then(|| {
                 json!({ "name": "Idempotency-Key", "in": "header", "required": false,
                         "description": "Repeats with the same key return the first answer and write nothing.",
-                        "schema": { "type": "string", "minLength": 1, "maxLength": 255 } })
+                        "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" } })
             }))
             .collect();
         let mut responses = Map::new();
@@ -1213,6 +1215,60 @@ mod tests {
             paths["/api/v2/mcp/audit/stream"]["get"]["responses"]["200"]["content"]
                 ["text/event-stream"]
                 .is_object()
+        );
+    }
+
+    /// A client validating its input against the document learns the forms and bounds the
+    /// API enforces, instead of being refused for them.
+    #[test]
+    fn inputs_carry_the_constraints_the_api_enforces() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let customer = &schemas["CustomerInput"]["properties"];
+        assert_eq!(customer["phone"]["pattern"], patterns::PHONE_INPUT);
+        assert_eq!(customer["name"]["maxLength"], 200);
+        assert_eq!(customer["name"]["pattern"], patterns::TEXT);
+        let service = &schemas["ServiceDetails"]["properties"];
+        assert_eq!(service["duration_minutes"]["minimum"], 15);
+        assert_eq!(service["duration_minutes"]["maximum"], 480);
+        assert_eq!(service["branch_ids"]["minItems"], 1);
+        assert_eq!(schemas["WeeklyHours"]["additionalProperties"], false);
+        assert_eq!(
+            schemas["NewKeyInput"]["properties"]["role"]["enum"][4],
+            "readonly"
+        );
+        assert_eq!(
+            schemas["BookingRules"]["properties"]["max_advance_days"]["maximum"],
+            365
+        );
+        let zones = schemas["TimeZone"]["enum"].as_array().unwrap();
+        assert!(zones.contains(&json!("Europe/Berlin")));
+
+        let parameter = |path: &str, method: &str, name: &str| -> Value {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .and_then(|list| list.iter().find(|p| p["name"] == name))
+                .map(|p| p["schema"].clone())
+                .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+        };
+        let limit = parameter("/api/v2/mcp/bookings", "get", "limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&json!(1), &json!(200))
+        );
+        let limit = parameter("/api/v2/mcp/audit/events", "get", "limit");
+        assert_eq!(limit["maximum"], 1000);
+        assert_eq!(
+            parameter("/api/v2/mcp/tenant", "get", "min_position")["minimum"],
+            1
+        );
+        assert_eq!(
+            parameter("/api/v2/mcp/customers/{phone}", "get", "phone")["pattern"],
+            patterns::PHONE_INPUT
+        );
+        assert_eq!(
+            parameter("/api/v2/mcp/bookings", "post", "Idempotency-Key")["pattern"],
+            "^[!-~]+$"
         );
     }
 }

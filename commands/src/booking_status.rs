@@ -13,12 +13,15 @@ use crate::{
 pub struct UpdateBookingInput {
     /// New customer name.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub customer_name: Option<String>,
     /// New customer e-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub customer_email: Option<String>,
     /// New notes.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 2000), regex(pattern = domain::values::patterns::TEXT))]
     pub notes: Option<String>,
 }
 

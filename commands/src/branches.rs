@@ -20,6 +20,7 @@ pub struct BranchInput {
 #[serde(deny_unknown_fields)]
 pub struct PhoneNumberInput {
     /// E.164, or national with the tenant's default country code.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone_number: String,
 }
 

@@ -12,6 +12,7 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct CancelBookingInput {
     /// Free text, e.g. "customer ill".
+    #[schemars(length(min = 1, max = 500), regex(pattern = domain::values::patterns::TEXT))]
     pub reason: String,
 }
 

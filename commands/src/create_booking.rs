@@ -18,11 +18,14 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
     /// E.164, or national with the tenant's default country code.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone: String,
     /// Name.
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub name: String,
     /// E-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub email: Option<String>,
 }
 
@@ -43,6 +46,7 @@ pub struct CreateBookingInput {
     pub customer: CustomerInput,
     /// Free text.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 2000), regex(pattern = domain::values::patterns::TEXT))]
     pub notes: Option<String>,
     /// Origin; `api` when absent.
     #[serde(default)]

@@ -14,12 +14,15 @@ pub struct HireStaffInput {
     /// Where they work.
     pub branch_id: BranchId,
     /// Full name.
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub name: String,
     /// E-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub email: Option<String>,
     /// Phone, E.164 or national.
     #[serde(default)]
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone: Option<String>,
     /// Weekly hours (wall-clock, the branch's zone).
     #[serde(default)]
@@ -32,12 +35,15 @@ pub struct HireStaffInput {
 pub struct StaffProfileInput {
     /// New name.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub name: Option<String>,
     /// New e-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub email: Option<String>,
     /// New phone.
     #[serde(default)]
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone: Option<String>,
 }
 
@@ -75,6 +81,7 @@ pub struct BlockTimeInput {
     /// First instant after.
     pub end: DateTime<Utc>,
     /// Why, e.g. "vacation".
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub reason: String,
 }
 

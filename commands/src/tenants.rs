@@ -11,9 +11,11 @@ use crate::{CommandError, CommandMeta, Commands, Outcome, Permission, Principal,
 #[serde(deny_unknown_fields)]
 pub struct RegisterTenantInput {
     /// Company name.
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub name: String,
     /// Contact e-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub contact_email: Option<String>,
     /// Subscription; `basic` when absent.
     #[serde(default)]
@@ -29,9 +31,11 @@ pub struct RegisterTenantInput {
 pub struct UpdateTenantInput {
     /// New name.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 200), regex(pattern = domain::values::patterns::TEXT))]
     pub name: Option<String>,
     /// New contact e-mail.
     #[serde(default)]
+    #[schemars(length(max = 254), regex(pattern = domain::values::patterns::EMAIL))]
     pub contact_email: Option<String>,
 }
 

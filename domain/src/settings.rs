@@ -21,13 +21,17 @@ pub enum Locale {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct BookingRules {
-    /// A booking must start at least this long after it is made.
+    /// A booking must start at least this long after it is made (at most a week).
+    #[schemars(range(max = 10_080))]
     pub min_notice_minutes: u32,
     /// A booking may start at most this many days ahead (capped by the server's limit).
+    #[schemars(range(min = 1, max = 365))]
     pub max_advance_days: u32,
     /// Offered start times are on this grid.
+    #[schemars(range(min = 5, max = 240))]
     pub slot_interval_minutes: u32,
     /// A cancellation later than this before the start counts as late.
+    #[schemars(range(max = 336))]
     pub cancellation_cutoff_hours: u32,
 }
 
@@ -76,7 +80,7 @@ pub struct FeatureFlags {
 #[serde(default)]
 pub struct TenantSettings {
     /// IANA zone used where a branch has none, e.g. `Europe/Berlin`.
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::values::patterns::TimeZoneName")]
     pub time_zone: Tz,
     /// Language of customer messages.
     pub locale: Locale,

@@ -54,9 +54,11 @@ async fn require_operator(
 #[serde(deny_unknown_fields)]
 pub struct NewKeyInput {
     /// admin, manager, staff, agent or readonly.
+    #[schemars(extend("enum" = ["admin", "manager", "staff", "agent", "readonly"]))]
     pub role: String,
     /// A label, e.g. "voice agent".
     #[serde(default = "default_key_name")]
+    #[schemars(length(min = 1, max = 100), regex(pattern = domain::values::patterns::TEXT))]
     pub name: String,
 }
 
@@ -95,7 +97,7 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
 
 fn valid_name(name: &str) -> Result<&str, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid(
             "name",
             "name must be 1 to 100 characters",

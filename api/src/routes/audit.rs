@@ -45,6 +45,7 @@ pub struct AuditQuery {
     /// `next_cursor` of the previous page (ignored by the export).
     pub cursor: Option<String>,
     /// Page size, 1 to 1000; 100 when absent (ignored by the export).
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
 }
 

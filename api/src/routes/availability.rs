@@ -57,6 +57,7 @@ pub struct CheckAvailabilityInput {
     pub preferred_staff_id: Option<StaffId>,
     /// Wait until the read models hold the command that answered with this position.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -225,6 +226,7 @@ pub struct StaffAvailabilityQuery {
     /// Last local date (at most 31 days after the first); a week from the first when absent.
     pub end_date: Option<NaiveDate>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -353,6 +355,7 @@ pub struct AvailableStaffQuery {
     /// Minutes, 15 to 480; the service's duration when absent.
     pub duration: Option<u32>,
     /// Wait until the read models hold the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

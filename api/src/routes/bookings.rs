@@ -59,6 +59,7 @@ async fn create(
 #[serde(deny_unknown_fields)]
 pub struct ShowBookingQuery {
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
     /// The booking as it was then: a version number or an RFC 3339 time, folded from its
     /// events.
@@ -197,6 +198,7 @@ pub struct ListBookingsQuery {
     /// One staff member.
     pub staff_id: Option<StaffId>,
     /// One customer: E.164, or national with the tenant's default country code.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub customer_phone: Option<String>,
     /// One status.
     pub status: Option<BookingStatus>,
@@ -207,8 +209,10 @@ pub struct ListBookingsQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 200; 50 when absent.
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

@@ -53,6 +53,7 @@ pub struct BranchesQuery {
     /// Only branches in this city (case-insensitive).
     pub city: Option<String>,
     /// Wait until the read models hold the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -101,6 +102,7 @@ async fn list(
 #[serde(deny_unknown_fields)]
 pub struct BranchQuery {
     /// Wait until the read models hold the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

@@ -35,6 +35,7 @@ pub struct CallsQuery {
     /// Started before (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// At most this many, newest first: 1 to 200; 50 when absent.
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 
@@ -149,8 +150,10 @@ async fn list_calls(
 #[serde(deny_unknown_fields)]
 pub struct CallbacksQuery {
     /// `open` (the default) or `resolved`.
+    #[schemars(extend("enum" = ["open", "resolved"]))]
     pub status: Option<String>,
     /// At most this many, oldest first: 1 to 200; 50 when absent.
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 

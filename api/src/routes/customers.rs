@@ -29,8 +29,10 @@ pub struct CustomersQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 200; 50 when absent.
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -84,6 +86,7 @@ async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

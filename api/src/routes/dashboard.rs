@@ -45,6 +45,7 @@ pub struct SummaryQuery {
     /// absent.
     pub to: Option<NaiveDate>,
     /// Wait until the read models hold the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -176,8 +177,10 @@ pub struct TimeseriesQuery {
     /// Last local date (at most 366 days after `from`); today when absent.
     pub to: Option<NaiveDate>,
     /// `hour`, `day` (default), `week` or `month`.
+    #[schemars(extend("enum" = ["hour", "day", "week", "month"]))]
     pub interval: Option<String>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -233,6 +236,7 @@ pub struct StaffSpanQuery {
     /// Last local date (at most 31 days after the first).
     pub end_date: Option<NaiveDate>,
     /// Wait until the read models hold the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

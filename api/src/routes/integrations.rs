@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CalComInput {
     /// A Cal.com API key (`cal_live_…` or `cal_test_…`); stored sealed, never shown again.
+    #[schemars(length(min = 1, max = 500), regex(pattern = domain::values::patterns::WORD))]
     pub api_key: String,
     /// Which event type books which service (and, optionally, which staff member's).
     pub event_types: Vec<EventTypeMapping>,

@@ -71,6 +71,7 @@ pub fn settings_router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RetellInput {
     /// The Retell API key with the "webhook" badge (sealed at rest, never shown again).
+    #[schemars(length(min = 1, max = 256), regex(pattern = domain::values::patterns::WORD))]
     pub api_key: String,
 }
 

@@ -41,13 +41,16 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct IncomingCall {
     /// The number that was called (E.164, or national for the tenant's country).
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub phone_number: String,
     /// The caller's number.
+    #[schemars(regex(pattern = domain::values::patterns::PHONE_INPUT))]
     pub caller_number: String,
     /// Where the caller is, when known.
     #[serde(default)]
     pub caller_location: Option<Coordinates>,
     /// The caller's language, as a BCP 47 tag (`de`, `de-DE`, `en-GB`).
+    #[schemars(regex(pattern = r"^[A-Za-z]{2,3}(?:[-_].*)?$"))]
     pub language: String,
 }
 

@@ -35,6 +35,7 @@ pub struct CatalogQuery {
     /// Include retired services.
     pub include_retired: Option<bool>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

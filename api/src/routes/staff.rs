@@ -52,6 +52,7 @@ pub struct DirectoryQuery {
     /// Only this branch's staff.
     pub branch_id: Option<BranchId>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 
@@ -92,6 +93,7 @@ pub struct CalendarQuery {
     /// staff member's events.
     pub as_of: Option<String>,
     /// Wait until the read model holds the command that answered with this position.
+    #[schemars(range(min = 1))]
     pub min_position: Option<i64>,
 }
 

@@ -12,15 +12,18 @@ use crate::values::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BranchDetails {
     /// Display name, e.g. "Mitte".
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::values::patterns::TEXT))]
     pub name: String,
     /// Street and number.
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::values::patterns::TEXT))]
     pub address: String,
     /// City, e.g. "Berlin".
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::values::patterns::TEXT))]
     pub city: String,
     /// Latitude and longitude, for routing callers to the nearest branch.
     pub coordinates: Option<Coordinates>,
     /// The branch's IANA zone; the tenant's when absent.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::values::patterns::TimeZoneName>")]
     pub time_zone: Option<Tz>,
     /// Opening hours per weekday.
     pub business_hours: WeeklyHours,
@@ -30,16 +33,21 @@ pub struct BranchDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceDetails {
     /// Display name, e.g. "Haircut".
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::values::patterns::TEXT))]
     pub name: String,
     /// Length of the appointment, 15 to 480 minutes.
+    #[schemars(range(min = 15, max = 480))]
     pub duration_minutes: u32,
     /// Price in minor units.
     pub price: Money,
     /// Preparation time blocked before the appointment.
+    #[schemars(range(max = 240))]
     pub buffer_before_minutes: u32,
     /// Clean-up time blocked after the appointment.
+    #[schemars(range(max = 240))]
     pub buffer_after_minutes: u32,
     /// Branches that offer the service.
+    #[schemars(length(min = 1))]
     pub branch_ids: Vec<BranchId>,
     /// A deposit to be paid before the booking is confirmed.
     pub deposit: Option<Money>,

@@ -3,6 +3,7 @@
 mod coordinates;
 mod ids;
 mod money;
+pub mod patterns;
 mod phone;
 mod plan;
 mod schedule;

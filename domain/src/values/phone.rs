@@ -1,18 +1,31 @@
-use schemars::JsonSchema;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 /// A telephone number in E.164 form: `+`, a country code, at most 15 digits in all.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(with = "String")]
 pub struct PhoneNumber(String);
+
+impl JsonSchema for PhoneNumber {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "PhoneNumber".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        super::patterns::string(super::patterns::E164)
+    }
+}
 
 /// A country calling code, the digits after `+` (49 for Germany).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct CountryCode(pub u16);
+pub struct CountryCode(#[schemars(range(min = 1, max = 999))] pub u16);
 
 impl Default for CountryCode {
     fn default() -> Self {

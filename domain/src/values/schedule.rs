@@ -1,9 +1,10 @@
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::TimeRange;
@@ -45,13 +46,24 @@ impl From<chrono::Weekday> for Weekday {
 }
 
 /// A wall-clock time `HH:MM`, from `00:00` to `24:00` (the end of the day).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(with = "String")]
 pub struct ClockTime {
     minutes: u16,
+}
+
+impl JsonSchema for ClockTime {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "ClockTime".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        super::patterns::string(super::patterns::CLOCK_TIME)
+    }
 }
 
 /// Why a schedule was refused.
@@ -82,7 +94,8 @@ impl ClockTime {
     pub fn parse(s: &str) -> Result<Self, ScheduleError> {
         let invalid = || ScheduleError::InvalidTime(s.to_owned());
         let (h, m) = s.split_once(':').ok_or_else(invalid)?;
-        if h.len() != 2 || m.len() != 2 {
+        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(h) || !two_digits(m) {
             return Err(invalid());
         }
         let h: u16 = h.parse().map_err(|_| invalid())?;
@@ -209,9 +222,40 @@ impl DayHours {
 }
 
 /// Hours per weekday; a missing day is closed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WeeklyHours(pub BTreeMap<Weekday, DayHours>);
+
+impl JsonSchema for WeeklyHours {
+    fn schema_name() -> Cow<'static, str> {
+        "WeeklyHours".into()
+    }
+
+    /// An object with a property per weekday and no others (a map's schema would allow any
+    /// key).
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let day = generator.subschema_for::<DayHours>().to_value();
+        let days = [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ];
+        let properties: serde_json::Map<String, serde_json::Value> = days
+            .into_iter()
+            .map(|name| (name.to_owned(), day.clone()))
+            .collect();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Hours per weekday; a missing day is closed.",
+            "properties": properties,
+            "additionalProperties": false,
+        })
+    }
+}
 
 impl WeeklyHours {
     /// Validates every day.
@@ -276,6 +320,41 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weekly_hours_schema_has_a_property_per_weekday_as_written() {
+        let schema = schemars::schema_for!(WeeklyHours);
+        let mut documented: Vec<String> = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut written: Vec<String> = [
+            chrono::Weekday::Mon,
+            chrono::Weekday::Tue,
+            chrono::Weekday::Wed,
+            chrono::Weekday::Thu,
+            chrono::Weekday::Fri,
+            chrono::Weekday::Sat,
+            chrono::Weekday::Sun,
+        ]
+        .into_iter()
+        .map(|d| {
+            serde_json::to_value(Weekday::from(d))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+        documented.sort();
+        written.sort();
+        assert_eq!(documented, written);
+        assert_eq!(
+            schema.get("additionalProperties"),
+            Some(&serde_json::json!(false))
+        );
+    }
 
     fn clock(s: &str) -> ClockTime {
         ClockTime::parse(s).unwrap()
