@@ -10,8 +10,8 @@ pub const TEXT: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x
 
 /// A phone number as a client may write it ([`super::PhoneNumber::parse`]): `+` and 8 to 15
 /// digits, or `00` and the same, or a national number with its trunk `0`; spaces, dashes,
-/// dots, slashes and parentheses anywhere after the start. The national lengths are those for
-/// a two-digit country code, such as Germany's 49.
+/// dots, slashes and parentheses anywhere but before a `+`. The national lengths are those
+/// for a two-digit country code, such as Germany's 49.
 pub const PHONE_INPUT: &str = r"^\s*(?:\+[ ./()-]*[1-9](?:[ ./()-]*[0-9]){7,14}|[ ./()-]*0[ ./()-]*0[ ./()-]*[1-9](?:[ ./()-]*[0-9]){7,14}|[ ./()-]*0[ ./()-]*[1-9](?:[ ./()-]*[0-9]){5,12})[ ./()-]*\s*$";
 
 /// A phone number as the API writes it: E.164, `+` and 8 to 15 digits.
