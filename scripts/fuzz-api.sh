@@ -26,6 +26,8 @@ start_private_bookingd bookingd_fuzz "$NATS_BIN"
 log "schemathesis against http://$BOOKINGD_BIND/api/v2/openapi.json for ${FUZZ_SECONDS:-60} s"
 # Streams (SSE, NDJSON export) never end, so they are left out; everything else is in.
 status=0
+# Unique Idempotency-Keys for generated requests (see the hooks file).
+export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
 # Run from the scratch directory: schemathesis keeps a cache in the working directory.
 (cd "$PRIVATE_WORK" && "$VENV/bin/schemathesis" run "http://$BOOKINGD_BIND/api/v2/openapi.json" \
     --header "Authorization: Bearer $PRIVATE_KEY" \
