@@ -78,7 +78,7 @@ impl Doc {
             .chain((op.method == "post").then(|| {
                 json!({ "name": "Idempotency-Key", "in": "header", "required": false,
                         "description": "Repeats with the same key return the first answer and write nothing.",
-                        "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" } })
+                        "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": patterns::IDEMPOTENCY_KEY } })
             }))
             .collect();
         let mut responses = Map::new();
@@ -1268,7 +1268,7 @@ mod tests {
         );
         assert_eq!(
             parameter("/api/v2/mcp/bookings", "post", "Idempotency-Key")["pattern"],
-            "^[!-~]+$"
+            patterns::IDEMPOTENCY_KEY
         );
     }
 }

@@ -1,6 +1,4 @@
-use std::borrow::Cow;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An ISO 4217 currency code, three upper-case letters.
@@ -8,19 +6,7 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
 
-impl JsonSchema for Currency {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Currency".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        super::patterns::string(super::patterns::CURRENCY)
-    }
-}
+super::patterns::string_schema!(Currency, "Currency", super::patterns::CURRENCY);
 
 /// Why an amount of money was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

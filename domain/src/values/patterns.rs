@@ -29,6 +29,9 @@ pub const EMAIL: &str = "@";
 /// A secret or key handed over as one word.
 pub const WORD: &str = r"^\S+$";
 
+/// An `Idempotency-Key`: visible ASCII without spaces (its length, 1 to 255, beside it).
+pub const IDEMPOTENCY_KEY: &str = "^[!-~]+$";
+
 /// Schema only: an IANA time zone name, one of those the server knows (`Europe/Berlin`). Its
 /// schema lists them, once, as the component `TimeZone`.
 #[derive(Debug)]
@@ -49,10 +52,26 @@ impl schemars::JsonSchema for TimeZoneName {
     }
 }
 
-/// The schema of a string of the form `pattern`.
-pub(crate) fn string(pattern: &str) -> schemars::Schema {
-    schemars::json_schema!({ "type": "string", "pattern": pattern })
+/// Implements `JsonSchema` for a value type written as a string of the form `pattern`,
+/// inlined where it is used.
+macro_rules! string_schema {
+    ($type:ty, $name:literal, $pattern:expr) => {
+        impl schemars::JsonSchema for $type {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "pattern": $pattern })
+            }
+        }
+    };
 }
+pub(crate) use string_schema;
 
 #[cfg(test)]
 mod tests {

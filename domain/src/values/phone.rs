@@ -1,6 +1,4 @@
-use std::borrow::Cow;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A telephone number in E.164 form: `+`, a country code, at most 15 digits in all.
@@ -8,19 +6,7 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber(String);
 
-impl JsonSchema for PhoneNumber {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "PhoneNumber".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        super::patterns::string(super::patterns::E164)
-    }
-}
+super::patterns::string_schema!(PhoneNumber, "PhoneNumber", super::patterns::E164);
 
 /// A country calling code, the digits after `+` (49 for Germany).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

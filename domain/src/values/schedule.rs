@@ -31,6 +31,19 @@ pub enum Weekday {
     Sunday,
 }
 
+impl Weekday {
+    /// Monday to Sunday.
+    pub const ALL: [Self; 7] = [
+        Self::Monday,
+        Self::Tuesday,
+        Self::Wednesday,
+        Self::Thursday,
+        Self::Friday,
+        Self::Saturday,
+        Self::Sunday,
+    ];
+}
+
 impl From<chrono::Weekday> for Weekday {
     fn from(value: chrono::Weekday) -> Self {
         match value {
@@ -52,19 +65,7 @@ pub struct ClockTime {
     minutes: u16,
 }
 
-impl JsonSchema for ClockTime {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "ClockTime".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        super::patterns::string(super::patterns::CLOCK_TIME)
-    }
-}
+super::patterns::string_schema!(ClockTime, "ClockTime", super::patterns::CLOCK_TIME);
 
 /// Why a schedule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,18 +236,13 @@ impl JsonSchema for WeeklyHours {
     /// key).
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let day = generator.subschema_for::<DayHours>().to_value();
-        let days = [
-            "monday",
-            "tuesday",
-            "wednesday",
-            "thursday",
-            "friday",
-            "saturday",
-            "sunday",
-        ];
-        let properties: serde_json::Map<String, serde_json::Value> = days
+        // The names as serde writes them, so the schema cannot drift from the wire.
+        let properties: serde_json::Map<String, serde_json::Value> = Weekday::ALL
             .into_iter()
-            .map(|name| (name.to_owned(), day.clone()))
+            .filter_map(|weekday| match serde_json::to_value(weekday) {
+                Ok(serde_json::Value::String(name)) => Some((name, day.clone())),
+                _ => None,
+            })
             .collect();
         schemars::json_schema!({
             "type": "object",
