@@ -92,7 +92,7 @@ pub struct Lag {
     /// Until the round that read it began: the round before it still publishing, or an older
     /// transaction still open below it (the horizon).
     pub to_read: Duration,
-    /// From that round's read to its PubAck.
+    /// From that round's read to the event's PubAck: its own message's, or its atomic batch's.
     pub to_ack: Duration,
 }
 
@@ -258,13 +258,21 @@ fn message(row: &StoredEvent) -> Result<(String, HeaderMap, bytes::Bytes), Relay
     ))
 }
 
-fn observe_all(rows: &[StoredEvent], observe: Option<Observe<'_>>) {
+/// Tells the observer each row's lag, every row acknowledged at `acked_at`: the rows of one
+/// atomic batch, whose commit acknowledges them all at once.
+fn observe_all(rows: &[StoredEvent], observe: Option<Observe<'_>>, acked_at: DateTime<Utc>) {
+    for row in rows {
+        observe_one(row, observe, acked_at);
+    }
+}
+
+/// Tells the observer one row's lag, its PubAck having arrived at `acked_at`.
+fn observe_one(row: &StoredEvent, observe: Option<Observe<'_>>, acked_at: DateTime<Utc>) {
     if let Some(Observe { observer, read_at }) = observe {
-        let to_ack = (Utc::now() - read_at).to_std().unwrap_or_default();
-        for row in rows {
-            let to_read = (read_at - row.recorded_at).to_std().unwrap_or_default();
-            observer(Lag { to_read, to_ack });
-        }
+        observer(Lag {
+            to_read: (read_at - row.recorded_at).to_std().unwrap_or_default(),
+            to_ack: (acked_at - read_at).to_std().unwrap_or_default(),
+        });
     }
 }
 
@@ -289,7 +297,11 @@ async fn publish_each(
 ) -> Result<(), RelayError> {
     let messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
     match publish_chained(js, rows, messages).await {
-        Ok(()) => {}
+        Ok(acked_at) => {
+            for (row, acked_at) in rows.iter().zip(acked_at) {
+                observe_one(row, observe, acked_at);
+            }
+        }
         Err(e) if e.kind() == PublishErrorKind::WrongLastMessageId => {
             for row in rows {
                 let (subject, headers, body) = message(row)?;
@@ -298,21 +310,23 @@ async fn publish_each(
                     .map_err(|e| publish_error(&e))?
                     .await
                     .map_err(|e| publish_error(&e))?;
+                observe_one(row, observe, Utc::now());
             }
         }
         Err(e) => return Err(publish_error(&e)),
     }
-    observe_all(rows, observe);
     Ok(())
 }
 
 /// Every message sent, each after the first naming its predecessor's event id, then every
-/// ack awaited.
+/// ack awaited; returns when each ack arrived. The server stores a connection's messages in
+/// the order sent and acknowledges them in that order, so awaiting them in turn reads each
+/// one's time as it comes.
 async fn publish_chained(
     js: &jetstream::Context,
     rows: &[StoredEvent],
     messages: Vec<(String, HeaderMap, bytes::Bytes)>,
-) -> Result<(), PublishError> {
+) -> Result<Vec<DateTime<Utc>>, PublishError> {
     let mut pending = Vec::with_capacity(messages.len());
     let mut previous: Option<&str> = None;
     for (row, (subject, mut headers, body)) in rows.iter().zip(messages) {
@@ -322,10 +336,12 @@ async fn publish_chained(
         previous = Some(&row.event_id);
         pending.push(js.publish_with_headers(subject, headers, body).await?);
     }
+    let mut acked_at = Vec::with_capacity(pending.len());
     for ack in pending {
         ack.await?;
+        acked_at.push(Utc::now());
     }
-    Ok(())
+    Ok(acked_at)
 }
 
 /// Messages per atomic batch (the server allows up to 1,000).
@@ -385,7 +401,7 @@ async fn publish_batched(
             continue;
         };
         match commit.await {
-            Ok(_) => observe_all(chunk, observe),
+            Ok(_) => observe_all(chunk, observe, Utc::now()),
             Err(e) if is_duplicate_in_batch(&e) => publish_each(js, chunk, observe).await?,
             Err(e) => return Err(RelayError::Publish(e.to_string())),
         }
@@ -785,7 +801,7 @@ mod tests {
     }
 
     #[test]
-    fn each_event_is_told_its_wait_for_the_round_and_the_rounds_own_time() {
+    fn each_event_is_told_its_wait_for_the_round_and_the_time_to_its_ack() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let observer: LagObserver = {
             let seen = seen.clone();
@@ -796,22 +812,31 @@ mod tests {
             event(read_at - chrono::Duration::milliseconds(25)),
             event(read_at - chrono::Duration::milliseconds(5)),
         ];
+        let observe = Some(Observe {
+            observer: &observer,
+            read_at,
+        });
 
-        observe_all(
-            &rows,
-            Some(Observe {
-                observer: &observer,
-                read_at,
-            }),
-        );
+        let after = |ms| read_at + chrono::Duration::milliseconds(ms);
+
+        // One batch: both acknowledged by its commit.
+        observe_all(&rows, observe, after(9));
+        // One message at a time: each by its own ack.
+        observe_one(&rows[0], observe, after(2));
+        observe_one(&rows[1], observe, after(3));
 
         let seen = seen.lock().expect("not poisoned");
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[0].to_read, Duration::from_millis(25));
-        assert_eq!(seen[1].to_read, Duration::from_millis(5));
-        // The round's time is the same for both: from the read to now, at least 40 ms.
-        assert_eq!(seen[0].to_ack, seen[1].to_ack);
-        assert!(seen[0].to_ack >= Duration::from_millis(40));
-        assert_eq!(seen[0].total(), seen[0].to_read + seen[0].to_ack);
+        let ms = Duration::from_millis;
+        let parts: Vec<_> = seen.iter().map(|lag| (lag.to_read, lag.to_ack)).collect();
+        assert_eq!(
+            parts,
+            [
+                (ms(25), ms(9)),
+                (ms(5), ms(9)),
+                (ms(25), ms(2)),
+                (ms(5), ms(3))
+            ]
+        );
+        assert_eq!(seen[0].total(), ms(34));
     }
 }
