@@ -114,13 +114,38 @@ pub(crate) async fn insert_rows(
     table: &str,
     rows: &[Row],
 ) -> Result<(), sqlx::Error> {
+    write_rows(
+        conn,
+        table,
+        rows,
+        "ON CONFLICT (booking_id) DO UPDATE SET
+            staff_id = EXCLUDED.staff_id, customer_phone = EXCLUDED.customer_phone,
+            status = EXCLUDED.status, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
+            version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state",
+    )
+    .await
+}
+
+/// Writes rows of bookings `table` does not hold: a rebuild's fresh table, which has no index
+/// to find an earlier row by while it is filled.
+pub(crate) async fn insert_new_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[Row],
+) -> Result<(), sqlx::Error> {
+    write_rows(conn, table, rows, "").await
+}
+
+async fn write_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[Row],
+    on_conflict: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO {table} (booking_id, tenant_id, branch_id, service_id, staff_id, customer_phone, status, source, start_at, end_at, version, position, state)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::jsonb[])
-         ON CONFLICT (booking_id) DO UPDATE SET
-            staff_id = EXCLUDED.staff_id, customer_phone = EXCLUDED.customer_phone,
-            status = EXCLUDED.status, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
-            version = EXCLUDED.version, position = EXCLUDED.position, state = EXCLUDED.state"
+         {on_conflict}"
     ))
     .bind(rows.iter().map(|r| r.booking_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.tenant_id).collect::<Vec<_>>())
@@ -158,18 +183,6 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    pub(crate) fn booking_id(&self) -> Uuid {
-        self.booking_id
-    }
-
-    pub(crate) fn version(&self) -> i64 {
-        self.version
-    }
-
-    pub(crate) fn position(&self) -> i64 {
-        self.position
-    }
-
     /// The row of booking `id` as its events up to `version` (at `position`) left it.
     pub(crate) fn of(
         id: Uuid,

@@ -1,10 +1,12 @@
 //! Rebuilding a read model from the event store, with no downtime and no side effects.
 //!
-//! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk;
-//! readers keep using the live table meanwhile. The swap then takes the live table's lock
-//! (briefly holding back its worker and readers), applies whatever arrived since the scan
-//! (found per aggregate by sequence, so nothing committed late is missed), renames the fresh
-//! table into place and hands it the offsets. Nothing is published: no saga hears of it.
+//! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk,
+//! which gets the live table's indexes only once it is filled (building an index at the end
+//! costs a fraction of keeping it up row by row); readers keep using the live table meanwhile.
+//! The swap then takes the live table's lock (briefly holding back its worker and readers),
+//! applies whatever arrived since the scan (found per aggregate by sequence, so nothing
+//! committed late is missed), renames the fresh table and its indexes into place and derives
+//! the offsets from its rows. Nothing is published: no saga hears of it.
 
 use std::time::{Duration, Instant};
 
@@ -60,9 +62,8 @@ pub struct Rebuilt {
     pub seconds: f64,
 }
 
-/// The fresh table and the offsets it is built with.
+/// The fresh table.
 const FRESH: &str = "bookings_view_rebuild";
-const FRESH_OFFSETS: &str = "bookings#rebuild";
 
 /// Rebuilds the bookings read model from the event store; `progress` is told after every page.
 pub async fn bookings(
@@ -71,21 +72,7 @@ pub async fn bookings(
 ) -> Result<Rebuilt, ProjectionError> {
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
-    sqlx::raw_sql(&format!(
-        "DROP TABLE IF EXISTS {FRESH};
-         CREATE TABLE {FRESH} (LIKE {LIVE} INCLUDING ALL);
-         DELETE FROM projection_offsets WHERE projection = '{FRESH_OFFSETS}';
-         -- Fresh statistics, so that each page below is read in index order rather than by
-         -- sorting every remaining event (what the planner does when it underestimates them).
-         ANALYZE events;"
-    ))
-    .execute(&mut *conn)
-    .await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Booking'")
-            .fetch_one(&mut *conn)
-            .await?;
-    let total = u64::try_from(total).unwrap_or(0);
+    let (indexes, total) = prepare(&mut conn).await?;
     let mut scan = Scan::default();
     let mut after = (String::new(), 0i64);
     loop {
@@ -116,7 +103,14 @@ pub async fn bookings(
         });
     }
     scan.finish(&mut conn).await?;
-    let caught_up = swap(pool).await?;
+    for index in &indexes {
+        sqlx::raw_sql(&index.build()).execute(&mut *conn).await?;
+    }
+    sqlx::query(&format!("ANALYZE {FRESH}"))
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
+    let caught_up = swap(pool, &indexes).await?;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
         .fetch_one(pool)
         .await?;
@@ -125,6 +119,26 @@ pub async fn bookings(
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Creates the fresh table, without indexes; returns the live table's indexes, to be built on
+/// it once it is filled, and the number of booking events to fold.
+async fn prepare(conn: &mut PgConnection) -> Result<(Vec<Index>, u64), ProjectionError> {
+    sqlx::raw_sql(&format!(
+        "DROP TABLE IF EXISTS {FRESH};
+         CREATE TABLE {FRESH} (LIKE {LIVE} INCLUDING ALL EXCLUDING INDEXES);
+         -- Fresh statistics, so that each page below is read in index order rather than by
+         -- sorting every remaining event (what the planner does when it underestimates them).
+         ANALYZE events;"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let indexes = Index::of_live(conn).await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Booking'")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((indexes, u64::try_from(total).unwrap_or(0)))
 }
 
 /// The fold in progress: the booking being folded and the finished rows not yet written.
@@ -171,19 +185,7 @@ impl Scan {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        bookings::insert_rows(&mut tx, FRESH, &self.rows).await?;
-        sqlx::query(
-            "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
-             SELECT $1, 'Booking', id::text, v, p FROM UNNEST($2::uuid[], $3::bigint[], $4::bigint[]) AS u(id, v, p)",
-        )
-        .bind(FRESH_OFFSETS)
-        .bind(self.rows.iter().map(Row::booking_id).collect::<Vec<_>>())
-        .bind(self.rows.iter().map(Row::version).collect::<Vec<_>>())
-        .bind(self.rows.iter().map(Row::position).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        bookings::insert_new_rows(conn, FRESH, &self.rows).await?;
         self.rows.clear();
         Ok(())
     }
@@ -194,49 +196,113 @@ impl Scan {
     }
 }
 
-/// Applies what arrived since the scan, then puts the fresh table and its offsets in place of
-/// the live ones, in one transaction. Returns how many events it applied.
-async fn swap(pool: &PgPool) -> Result<u64, ProjectionError> {
+/// An index of the live table, built on the fresh one under a name of its own and given the
+/// live name at the swap.
+struct Index {
+    live: String,
+    fresh: String,
+    unique: bool,
+    primary: bool,
+    /// The access method and key, as Postgres prints them: `btree (booking_id)`.
+    method: String,
+}
+
+impl Index {
+    /// The live table's indexes, as the catalog has them (migrations may add more).
+    async fn of_live(conn: &mut PgConnection) -> Result<Vec<Self>, ProjectionError> {
+        let rows: Vec<(String, bool, bool, String)> = sqlx::query_as(
+            "SELECT c.relname::text, i.indisunique, i.indisprimary, pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = $1::regclass ORDER BY c.relname",
+        )
+        .bind(LIVE)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(n, (live, unique, primary, definition))| {
+                let method = definition
+                    .split_once(" USING ")
+                    .map(|(_, method)| method.to_owned())
+                    .ok_or_else(|| {
+                        ProjectionError::Unreadable(format!("index {live}: {definition}"))
+                    })?;
+                Ok(Self {
+                    live,
+                    fresh: format!("{FRESH}_{n}"),
+                    unique,
+                    primary,
+                    method,
+                })
+            })
+            .collect()
+    }
+
+    /// The statements that build it on the fresh table.
+    fn build(&self) -> String {
+        let (fresh, method) = (quoted(&self.fresh), &self.method);
+        let unique = if self.unique { "UNIQUE " } else { "" };
+        let mut sql = format!("CREATE {unique}INDEX {fresh} ON {FRESH} USING {method};");
+        if self.primary {
+            sql.push_str(&format!(
+                "ALTER TABLE {FRESH} ADD CONSTRAINT {fresh} PRIMARY KEY USING INDEX {fresh};"
+            ));
+        }
+        sql
+    }
+
+    /// The statement that gives it the live name, once the table it replaces is gone (a primary
+    /// key's constraint is renamed with its index).
+    fn rename(&self) -> String {
+        format!(
+            "ALTER INDEX {} RENAME TO {};",
+            quoted(&self.fresh),
+            quoted(&self.live)
+        )
+    }
+}
+
+/// An identifier, quoted for SQL.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Applies what arrived since the scan, then puts the fresh table and its indexes in place of
+/// the live ones and the offsets of its rows in place of theirs, in one transaction. Returns
+/// how many events it applied.
+async fn swap(pool: &PgPool, indexes: &[Index]) -> Result<u64, ProjectionError> {
     let mut tx = crate::runner::begin_swapping(pool, Bookings::NAME).await?;
     sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut *tx)
         .await?;
-    let late: Vec<(String, i64, i64, Value)> = sqlx::query_as(
+    // Each fresh row holds its booking's last folded sequence (`version`).
+    let late: Vec<(String, i64, i64, Value)> = sqlx::query_as(&format!(
         "SELECT e.aggregate_id, e.sequence, e.position, e.payload FROM events e
-         LEFT JOIN projection_offsets o ON o.projection = $1
-             AND o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id
-         WHERE e.aggregate_type = 'Booking' AND e.sequence > COALESCE(o.last_sequence, 0)
-         ORDER BY e.aggregate_id, e.sequence",
-    )
-    .bind(FRESH_OFFSETS)
+         LEFT JOIN {FRESH} f ON f.booking_id::text = e.aggregate_id
+         WHERE e.aggregate_type = 'Booking' AND e.sequence > COALESCE(f.version, 0)
+         ORDER BY e.aggregate_id, e.sequence"
+    ))
     .fetch_all(&mut *tx)
     .await?;
     for (id, sequence, position, payload) in &late {
         bookings::apply_to(&mut tx, FRESH, id, *sequence, *position, payload).await?;
-        sqlx::query(
-            "INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
-             VALUES ($1, 'Booking', $2, $3, $4)
-             ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE
-             SET last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position",
-        )
-        .bind(FRESH_OFFSETS)
-        .bind(id)
-        .bind(sequence)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?;
     }
-    sqlx::raw_sql(&format!(
+    let mut renames = format!(
         "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
          ALTER TABLE {FRESH} RENAME TO {LIVE};
-         DROP TABLE bookings_view_replaced;
-         DELETE FROM projection_offsets WHERE projection = '{live}';
-         UPDATE projection_offsets SET projection = '{live}' WHERE projection = '{FRESH_OFFSETS}';
+         DROP TABLE bookings_view_replaced;"
+    );
+    for index in indexes {
+        renames.push_str(&index.rename());
+    }
+    renames.push_str(&format!(
+        "DELETE FROM projection_offsets WHERE projection = '{live}';
+         INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+         SELECT '{live}', 'Booking', booking_id::text, version, position FROM {LIVE};
          DELETE FROM dead_letters WHERE projection = '{live}';",
         live = Bookings::NAME
-    ))
-    .execute(&mut *tx)
-    .await?;
+    ));
+    sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(late.len() as u64)
 }
