@@ -196,40 +196,36 @@ impl Scan {
     }
 }
 
-/// An index of the live table, built on the fresh one under a name of its own and given the
-/// live name at the swap.
-struct Index {
-    live: String,
-    fresh: String,
+/// An index as the catalog describes it, its table aside.
+struct IndexDef {
+    name: String,
     unique: bool,
     primary: bool,
     /// The access method and key, as Postgres prints them: `btree (booking_id)`.
     method: String,
 }
 
-impl Index {
-    /// The live table's indexes, as the catalog has them (migrations may add more).
-    async fn of_live(conn: &mut PgConnection) -> Result<Vec<Self>, ProjectionError> {
+impl IndexDef {
+    /// The indexes of `table`, by name.
+    async fn of(conn: &mut PgConnection, table: &str) -> Result<Vec<Self>, ProjectionError> {
         let rows: Vec<(String, bool, bool, String)> = sqlx::query_as(
             "SELECT c.relname::text, i.indisunique, i.indisprimary, pg_get_indexdef(i.indexrelid)
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              WHERE i.indrelid = $1::regclass ORDER BY c.relname",
         )
-        .bind(LIVE)
+        .bind(table)
         .fetch_all(&mut *conn)
         .await?;
         rows.into_iter()
-            .enumerate()
-            .map(|(n, (live, unique, primary, definition))| {
+            .map(|(name, unique, primary, definition)| {
                 let method = definition
                     .split_once(" USING ")
                     .map(|(_, method)| method.to_owned())
                     .ok_or_else(|| {
-                        ProjectionError::Unreadable(format!("index {live}: {definition}"))
+                        ProjectionError::Unreadable(format!("index {name}: {definition}"))
                     })?;
                 Ok(Self {
-                    live,
-                    fresh: format!("{FRESH}_{n}"),
+                    name,
                     unique,
                     primary,
                     method,
@@ -238,12 +234,66 @@ impl Index {
             .collect()
     }
 
+    /// Whether the two index the same key the same way (on tables of the same columns).
+    fn same_as(&self, other: &Self) -> bool {
+        (self.unique, self.primary, &self.method) == (other.unique, other.primary, &other.method)
+    }
+}
+
+/// The statements that give the fresh table's indexes the names their live counterparts
+/// (same definition) had, to run once the live table is gone. `LIKE … INCLUDING ALL` names
+/// copied indexes after the fresh table; without this each rebuild would change them, and a
+/// migration naming one would fail. An index without a counterpart keeps its name.
+fn live_names(live: &[IndexDef], fresh: &[IndexDef]) -> String {
+    let mut taken = vec![false; live.len()];
+    let mut sql = String::new();
+    for index in fresh {
+        let counterpart = live
+            .iter()
+            .zip(taken.iter_mut())
+            .find(|(l, taken)| !**taken && l.same_as(index));
+        if let Some((l, taken)) = counterpart {
+            *taken = true;
+            if l.name != index.name {
+                sql.push_str(&rename_index(&index.name, &l.name));
+            }
+        }
+    }
+    sql
+}
+
+/// Renames an index (a primary key's or unique constraint's along with it).
+fn rename_index(from: &str, to: &str) -> String {
+    format!("ALTER INDEX {} RENAME TO {};", quoted(from), quoted(to))
+}
+
+/// An index of the live table, built on the fresh one under a name of its own and given the
+/// live name at the swap.
+struct Index {
+    live: IndexDef,
+    fresh: String,
+}
+
+impl Index {
+    /// The live table's indexes, as the catalog has them (migrations may add more).
+    async fn of_live(conn: &mut PgConnection) -> Result<Vec<Self>, ProjectionError> {
+        Ok(IndexDef::of(conn, LIVE)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(n, live)| Self {
+                live,
+                fresh: format!("{FRESH}_{n}"),
+            })
+            .collect())
+    }
+
     /// The statements that build it on the fresh table.
     fn build(&self) -> String {
-        let (fresh, method) = (quoted(&self.fresh), &self.method);
-        let unique = if self.unique { "UNIQUE " } else { "" };
+        let (fresh, method) = (quoted(&self.fresh), &self.live.method);
+        let unique = if self.live.unique { "UNIQUE " } else { "" };
         let mut sql = format!("CREATE {unique}INDEX {fresh} ON {FRESH} USING {method};");
-        if self.primary {
+        if self.live.primary {
             sql.push_str(&format!(
                 "ALTER TABLE {FRESH} ADD CONSTRAINT {fresh} PRIMARY KEY USING INDEX {fresh};"
             ));
@@ -251,14 +301,9 @@ impl Index {
         sql
     }
 
-    /// The statement that gives it the live name, once the table it replaces is gone (a primary
-    /// key's constraint is renamed with its index).
+    /// The statement that gives it the live name, once the table it replaces is gone.
     fn rename(&self) -> String {
-        format!(
-            "ALTER INDEX {} RENAME TO {};",
-            quoted(&self.fresh),
-            quoted(&self.live)
-        )
+        rename_index(&self.fresh, &self.live.name)
     }
 }
 
@@ -326,8 +371,8 @@ pub trait Rebuild: Projection {
 const REBUILDING: &str = "_rebuild";
 
 /// Rebuilds `projection` by replaying its aggregates' events in store order into fresh tables,
-/// then swaps them in as `bookings` does. For read models with few rows per event; bookings
-/// have their own bulk fold.
+/// then swaps them in as `bookings` does, their indexes under the live tables' names. For read
+/// models with few rows per event; bookings have their own bulk fold.
 pub async fn replay<P: Rebuild>(
     pool: &PgPool,
     projection: &P,
@@ -446,11 +491,14 @@ async fn swap_tables<P: Rebuild>(
     apply_recorded(&mut tx, projection, offsets, &late).await?;
     let mut renames = String::new();
     for table in P::TABLES {
+        let live = IndexDef::of(&mut tx, table).await?;
+        let fresh = IndexDef::of(&mut tx, &format!("{table}{REBUILDING}")).await?;
         renames.push_str(&format!(
             "ALTER TABLE {table} RENAME TO {table}_replaced;
              ALTER TABLE {table}{REBUILDING} RENAME TO {table};
              DROP TABLE {table}_replaced;"
         ));
+        renames.push_str(&live_names(&live, &fresh));
     }
     renames.push_str(&format!(
         "DELETE FROM projection_offsets WHERE projection = '{live}';
@@ -461,4 +509,57 @@ async fn swap_tables<P: Rebuild>(
     sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(late.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(name: &str, unique: bool, method: &str) -> IndexDef {
+        IndexDef {
+            name: name.to_owned(),
+            unique,
+            primary: false,
+            method: method.to_owned(),
+        }
+    }
+
+    #[test]
+    fn fresh_indexes_take_the_names_of_the_live_ones_defined_alike() {
+        let live = [
+            IndexDef {
+                primary: true,
+                ..index("staff_view_pkey", true, "btree (staff_id)")
+            },
+            index("by_branch", false, "btree (branch_id)"),
+            index("by_branch_again", false, "btree (branch_id)"),
+            index("by_name", false, "btree (name)"),
+        ];
+        let fresh = [
+            index(
+                "staff_view_rebuild_branch_id_idx",
+                false,
+                "btree (branch_id)",
+            ),
+            index(
+                "staff_view_rebuild_branch_id_idx1",
+                false,
+                "btree (branch_id)",
+            ),
+            IndexDef {
+                primary: true,
+                ..index("staff_view_rebuild_pkey", true, "btree (staff_id)")
+            },
+            // Unique where the live one is not: no counterpart, so its name stays.
+            index("staff_view_rebuild_name_idx", true, "btree (name)"),
+            // Already named as its counterpart: nothing to do.
+            index("by_name", false, "btree (name)"),
+        ];
+        assert_eq!(
+            live_names(&live, &fresh),
+            "ALTER INDEX \"staff_view_rebuild_branch_id_idx\" RENAME TO \"by_branch\";\
+             ALTER INDEX \"staff_view_rebuild_branch_id_idx1\" RENAME TO \"by_branch_again\";\
+             ALTER INDEX \"staff_view_rebuild_pkey\" RENAME TO \"staff_view_pkey\";"
+        );
+    }
 }

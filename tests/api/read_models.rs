@@ -345,23 +345,26 @@ async fn two_worker_instances_build_the_same_read_model_as_the_event_store(pool:
     assert!(dead_letters::list(&pool, None).await.unwrap().is_empty());
 }
 
-/// Every row of the bookings read model, in booking order, as text.
-async fn bookings_rows(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT row_to_json(b)::text FROM bookings_view b ORDER BY booking_id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-}
-
-/// The bookings read model's indexes and constraints, by name, as Postgres prints them.
-async fn bookings_indexes(pool: &PgPool) -> Vec<(String, String)> {
+/// A table's indexes and constraints, by name, as Postgres prints them.
+async fn indexes(pool: &PgPool, table: &str) -> Vec<(String, String)> {
     sqlx::query_as(
-        "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'bookings_view'
+        "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = $1
          UNION ALL
          SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
-         WHERE conrelid = 'bookings_view'::regclass
+         WHERE conrelid = $1::regclass
          ORDER BY 1, 2",
     )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A table's rows, as text, in a stable order.
+async fn rows(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY r"
+    ))
     .fetch_all(pool)
     .await
     .unwrap()
@@ -412,9 +415,12 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
         last = answer["position"].as_i64().unwrap();
     }
     list(&app, &salon.key, &format!("?min_position={last}")).await;
-    let live = bookings_rows(&pool).await;
+    let live = rows(&pool, "bookings_view").await;
     assert_eq!(live.len(), 12);
-    let (indexes, offsets) = (bookings_indexes(&pool).await, bookings_offsets(&pool).await);
+    let (live_indexes, offsets) = (
+        indexes(&pool, "bookings_view").await,
+        bookings_offsets(&pool).await,
+    );
     assert_eq!(offsets.len(), 12);
 
     // Twice: the second rebuild starts from the table the first swapped in.
@@ -425,9 +431,9 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
             .unwrap();
         assert!(reports > 0);
         assert_eq!(rebuilt.rows, 12);
-        assert_eq!(bookings_rows(&pool).await, live);
+        assert_eq!(rows(&pool, "bookings_view").await, live);
         // Same indexes under the same names, same offsets.
-        assert_eq!(bookings_indexes(&pool).await, indexes);
+        assert_eq!(indexes(&pool, "bookings_view").await, live_indexes);
         assert_eq!(bookings_offsets(&pool).await, offsets);
     }
 
@@ -435,6 +441,56 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
     let (id, position) = book(&app, &salon, 0, 3, 9, "+4915100000003").await;
     let query = format!("?min_position={position}&customer_phone=%2B4915100000003");
     assert_eq!(ids(&list(&app, &salon.key, &query).await), [id]);
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn replayed_read_models_keep_their_rows_and_their_index_names(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    for k in 0..4u32 {
+        book(
+            &app,
+            &salon,
+            usize::try_from(k % 3).unwrap(),
+            2,
+            8 + k,
+            "+4915100000005",
+        )
+        .await;
+    }
+    const TABLES: [&str; 3] = ["tenants_view", "staff_view", "calendar_entries"];
+    let mut migrated = Vec::new();
+    for table in TABLES {
+        migrated.push(indexes(&pool, table).await);
+    }
+    // The migrations' names, before any rebuild (`*_pkey`, `*_by_*`).
+    assert!(
+        migrated
+            .iter()
+            .flatten()
+            .all(|(name, _)| !name.contains("rebuild"))
+    );
+
+    let mut replayed = Vec::new();
+    for round in 0..2 {
+        projections::rebuild::replay(&pool, &projections::Tenants, |_| {})
+            .await
+            .unwrap();
+        projections::rebuild::replay(&pool, &projections::StaffCalendars, |_| {})
+            .await
+            .unwrap();
+        let mut now = Vec::new();
+        for (table, migrated) in TABLES.iter().zip(&migrated) {
+            assert_eq!(&indexes(&pool, table).await, migrated, "{table}");
+            now.push(rows(&pool, table).await);
+        }
+        assert!(now.iter().all(|rows| !rows.is_empty()));
+        if round == 1 {
+            // The second replay, from the tables the first swapped in, gives the same rows.
+            assert_eq!(now, replayed);
+        }
+        replayed = now;
+    }
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
