@@ -142,11 +142,12 @@ async fn rebuild(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
         };
         let _ = writeln!(std::io::stderr());
         say(format_args!(
-            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s)",
+            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s); live table locked {:.0} ms at the swap",
             rebuilt.events,
             rebuilt.rows,
             rebuilt.seconds,
-            rebuilt.events as f64 / rebuilt.seconds.max(1e-6)
+            rebuilt.events as f64 / rebuilt.seconds.max(1e-6),
+            rebuilt.locked * 1e3
         ));
     }
     Ok(())

@@ -3,10 +3,12 @@
 //! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk,
 //! which gets the live table's indexes only once it is filled (building an index at the end
 //! costs a fraction of keeping it up row by row); readers keep using the live table meanwhile.
-//! The swap then takes the live table's lock (briefly holding back its worker and readers),
-//! applies whatever arrived since the scan (found per aggregate by sequence, so nothing
-//! committed late is missed), renames the fresh table and its indexes into place and derives
-//! the offsets from its rows. Nothing is published: no saga hears of it.
+//! What committed during the scan is then applied to it (found per aggregate by sequence, so
+//! nothing committed late is missed) while the live table still serves. The swap takes the
+//! live table's lock (briefly holding back its worker and readers), applies the little that
+//! arrived since (only transactions above the catch-up's snapshot horizon are read), renames
+//! the fresh table and its indexes into place and brings the offsets in line with its rows,
+//! writing only those that differ. Nothing is published: no saga hears of it.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ pub struct Rebuilt {
     pub rows: u64,
     /// Wall time.
     pub seconds: f64,
+    /// How long of it the live tables were locked, at the swap.
+    pub locked: f64,
 }
 
 /// The fresh table.
@@ -110,14 +114,16 @@ pub async fn bookings(
         .execute(&mut *conn)
         .await?;
     drop(conn);
-    let caught_up = swap(pool, &indexes).await?;
+    let (horizon, caught_up) = catch_up(pool).await?;
+    let (late, locked) = swap(pool, &indexes, horizon).await?;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
         .fetch_one(pool)
         .await?;
     Ok(Rebuilt {
-        events: scan.events + caught_up,
+        events: scan.events + caught_up + late,
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
+        locked: locked.as_secs_f64(),
     })
 }
 
@@ -312,26 +318,79 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Applies what arrived since the scan, then puts the fresh table and its indexes in place of
-/// the live ones and the offsets of its rows in place of theirs, in one transaction. Returns
-/// how many events it applied.
-async fn swap(pool: &PgPool, indexes: &[Index]) -> Result<u64, ProjectionError> {
+/// The booking events after the fresh table's row for their booking, in order; only those
+/// written by transactions from `horizon` on, if given.
+async fn late_events(
+    conn: &mut PgConnection,
+    horizon: Option<u64>,
+) -> Result<Vec<(String, i64, i64, Value)>, ProjectionError> {
+    // The horizon goes in as a literal, so that the plan is made for it: only the events
+    // above it are read (by `events_tail`), not every booking event.
+    let since = horizon.map_or(String::new(), |h| format!("AND e.tx_id >= '{h}'::xid8"));
+    Ok(sqlx::query_as(&format!(
+        "SELECT e.aggregate_id, e.sequence, e.position, e.payload FROM events e
+         LEFT JOIN {FRESH} f ON f.booking_id::text = e.aggregate_id
+         WHERE e.aggregate_type = 'Booking' {since} AND e.sequence > COALESCE(f.version, 0)
+         ORDER BY e.aggregate_id, e.sequence"
+    ))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Folds `events` into the fresh table.
+async fn apply_late(
+    conn: &mut PgConnection,
+    events: &[(String, i64, i64, Value)],
+) -> Result<(), ProjectionError> {
+    for (id, sequence, position, payload) in events {
+        bookings::apply_to(conn, FRESH, id, *sequence, *position, payload).await?;
+    }
+    Ok(())
+}
+
+/// Applies what committed while the scan ran, without locking the live table, so that the
+/// swap has only the last moments' events left to apply. Returns the horizon of the snapshot
+/// it read (every event it did not see was written by a transaction at or above it) and how
+/// many events it applied.
+async fn catch_up(pool: &PgPool) -> Result<(u64, u64), ProjectionError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await?;
+    let horizon: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *tx)
+            .await?;
+    let horizon = horizon
+        .parse()
+        .map_err(|_| ProjectionError::Unreadable(format!("snapshot horizon {horizon:?}")))?;
+    let late = late_events(&mut tx, None).await?;
+    apply_late(&mut tx, &late).await?;
+    tx.commit().await?;
+    // The swap joins the offsets with the fresh rows; planned on a count from before the
+    // offsets were written (a new database, a first rebuild), that join can take minutes.
+    sqlx::query("ANALYZE projection_offsets")
+        .execute(pool)
+        .await?;
+    Ok((horizon, late.len() as u64))
+}
+
+/// Applies what arrived since [`catch_up`], then puts the fresh table and its indexes in place
+/// of the live ones and its rows' offsets in place of theirs, in one transaction. Returns how
+/// many events it applied and how long it held the live table's lock.
+async fn swap(
+    pool: &PgPool,
+    indexes: &[Index],
+    horizon: u64,
+) -> Result<(u64, Duration), ProjectionError> {
     let mut tx = crate::runner::begin_swapping(pool, Bookings::NAME).await?;
     sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut *tx)
         .await?;
+    let locked = Instant::now();
     // Each fresh row holds its booking's last folded sequence (`version`).
-    let late: Vec<(String, i64, i64, Value)> = sqlx::query_as(&format!(
-        "SELECT e.aggregate_id, e.sequence, e.position, e.payload FROM events e
-         LEFT JOIN {FRESH} f ON f.booking_id::text = e.aggregate_id
-         WHERE e.aggregate_type = 'Booking' AND e.sequence > COALESCE(f.version, 0)
-         ORDER BY e.aggregate_id, e.sequence"
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, sequence, position, payload) in &late {
-        bookings::apply_to(&mut tx, FRESH, id, *sequence, *position, payload).await?;
-    }
+    let late = late_events(&mut tx, Some(horizon)).await?;
+    apply_late(&mut tx, &late).await?;
     let mut renames = format!(
         "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
          ALTER TABLE {FRESH} RENAME TO {LIVE};
@@ -340,16 +399,38 @@ async fn swap(pool: &PgPool, indexes: &[Index]) -> Result<u64, ProjectionError> 
     for index in indexes {
         renames.push_str(&index.rename());
     }
+    // Where the live worker was caught up, its offsets are already the fresh rows': only the
+    // differences are written (one join of the two, instead of rewriting every offset).
     renames.push_str(&format!(
-        "DELETE FROM projection_offsets WHERE projection = '{live}';
+        "DELETE FROM projection_offsets WHERE projection = '{live}' AND aggregate_type <> 'Booking';
+         WITH fresh AS (
+             SELECT booking_id::text AS aggregate_id, version, position FROM {LIVE}
+         ), offsets AS (
+             SELECT aggregate_id, last_sequence, last_position FROM projection_offsets
+             WHERE projection = '{live}' AND aggregate_type = 'Booking'
+         ), diff AS (
+             SELECT COALESCE(f.aggregate_id, o.aggregate_id) AS aggregate_id, f.version,
+                    f.position, o.aggregate_id IS NOT NULL AS had
+             FROM fresh f FULL JOIN offsets o ON o.aggregate_id = f.aggregate_id
+             WHERE (o.last_sequence, o.last_position) IS DISTINCT FROM (f.version, f.position)
+         ), dropped AS (
+             DELETE FROM projection_offsets o USING diff d
+             WHERE o.projection = '{live}' AND o.aggregate_type = 'Booking'
+               AND o.aggregate_id = d.aggregate_id AND d.version IS NULL
+         ), changed AS (
+             UPDATE projection_offsets o SET last_sequence = d.version, last_position = d.position
+             FROM diff d
+             WHERE o.projection = '{live}' AND o.aggregate_type = 'Booking'
+               AND o.aggregate_id = d.aggregate_id AND d.had AND d.version IS NOT NULL
+         )
          INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
-         SELECT '{live}', 'Booking', booking_id::text, version, position FROM {LIVE};
+         SELECT '{live}', 'Booking', aggregate_id, version, position FROM diff WHERE NOT had;
          DELETE FROM dead_letters WHERE projection = '{live}';",
         live = Bookings::NAME
     ));
     sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(late.len() as u64)
+    Ok((late.len() as u64, locked.elapsed()))
 }
 
 /// A read model that can be rebuilt event by event into fresh tables: every table it writes
@@ -422,7 +503,7 @@ pub async fn replay<P: Rebuild>(
             elapsed: started.elapsed(),
         });
     }
-    let caught_up = swap_tables(pool, projection, &offsets).await?;
+    let (caught_up, locked) = swap_tables(pool, projection, &offsets).await?;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", P::TABLES[0]))
         .fetch_one(pool)
         .await?;
@@ -430,6 +511,7 @@ pub async fn replay<P: Rebuild>(
         events: done + caught_up,
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
+        locked: locked.as_secs_f64(),
     })
 }
 
@@ -461,11 +543,12 @@ async fn apply_recorded<P: Rebuild>(
 
 /// Locks the live tables, applies what committed since the scan (per aggregate, by
 /// sequence), and renames the fresh tables and offsets into place, in one transaction.
+/// Returns how many events it applied and how long it held the locks.
 async fn swap_tables<P: Rebuild>(
     pool: &PgPool,
     projection: &P,
     offsets: &str,
-) -> Result<u64, ProjectionError> {
+) -> Result<(u64, Duration), ProjectionError> {
     let mut tx = crate::runner::begin_swapping(pool, P::NAME).await?;
     sqlx::query(&format!(
         "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
@@ -473,6 +556,7 @@ async fn swap_tables<P: Rebuild>(
     ))
     .execute(&mut *tx)
     .await?;
+    let locked = Instant::now();
     let types: Vec<String> = P::AGGREGATE_TYPES.iter().map(|t| (*t).to_owned()).collect();
     let late: Vec<StoredEvent> = sqlx::query_as(
         "SELECT e.position, COALESCE(e.event_id::text, '') AS event_id, e.aggregate_type,
@@ -508,7 +592,7 @@ async fn swap_tables<P: Rebuild>(
     ));
     sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(late.len() as u64)
+    Ok((late.len() as u64, locked.elapsed()))
 }
 
 #[cfg(test)]

@@ -423,6 +423,21 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
     );
     assert_eq!(offsets.len(), 12);
 
+    // Offsets the first swap has to set right: one missing, one behind, one of no booking.
+    sqlx::raw_sql(
+        "DELETE FROM projection_offsets WHERE projection = 'bookings' AND aggregate_id =
+             (SELECT min(aggregate_id) FROM projection_offsets WHERE projection = 'bookings');
+         UPDATE projection_offsets SET last_sequence = 1, last_position = 1
+         WHERE projection = 'bookings' AND aggregate_id =
+             (SELECT max(aggregate_id) FROM projection_offsets WHERE projection = 'bookings');
+         INSERT INTO projection_offsets (projection, aggregate_type, aggregate_id, last_sequence, last_position)
+         VALUES ('bookings', 'Booking', '00000000-0000-0000-0000-000000000000', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_ne!(bookings_offsets(&pool).await, offsets);
+
     // Twice: the second rebuild starts from the table the first swapped in.
     for _ in 0..2 {
         let mut reports = 0;
