@@ -142,7 +142,7 @@ async fn rebuild(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
         };
         let _ = writeln!(std::io::stderr());
         say(format_args!(
-            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s); live table locked {:.0} ms at the swap",
+            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s); the swap held its lock {:.0} ms",
             rebuilt.events,
             rebuilt.rows,
             rebuilt.seconds,
