@@ -69,11 +69,38 @@ pub struct Rebuilt {
 /// The fresh table.
 const FRESH: &str = "bookings_view_rebuild";
 
+/// Held for the whole of a rebuild, so that a second one of the same read model (which would
+/// drop and refill the same fresh tables) is refused instead of interleaving with it: a
+/// session-level advisory lock on a connection of its own, released when it closes.
+struct Running(sqlx::PgConnection);
+
+impl Running {
+    async fn claim(pool: &PgPool, projection: &'static str) -> Result<Self, ProjectionError> {
+        let mut conn = pool.acquire().await?.detach();
+        let claimed: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('rebuild:' || $1))")
+                .bind(projection)
+                .fetch_one(&mut conn)
+                .await?;
+        if claimed {
+            Ok(Self(conn))
+        } else {
+            Err(ProjectionError::RebuildRunning(projection))
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Connection;
+        let _ = self.0.close().await;
+    }
+}
+
 /// Rebuilds the bookings read model from the event store; `progress` is told after every page.
 pub async fn bookings(
     pool: &PgPool,
     mut progress: impl FnMut(Progress),
 ) -> Result<Rebuilt, ProjectionError> {
+    let running = Running::claim(pool, Bookings::NAME).await?;
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
     let (indexes, total) = prepare(&mut conn).await?;
@@ -116,6 +143,7 @@ pub async fn bookings(
     drop(conn);
     let (horizon, caught_up) = catch_up(pool).await?;
     let (late, locked) = swap(pool, &indexes, horizon).await?;
+    running.release().await;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
         .fetch_one(pool)
         .await?;
@@ -459,6 +487,7 @@ pub async fn replay<P: Rebuild>(
     projection: &P,
     mut progress: impl FnMut(Progress),
 ) -> Result<Rebuilt, ProjectionError> {
+    let running = Running::claim(pool, P::NAME).await?;
     let started = Instant::now();
     let offsets = format!("{}#rebuild", P::NAME);
     let mut setup = format!("DELETE FROM projection_offsets WHERE projection = '{offsets}';");
@@ -504,6 +533,7 @@ pub async fn replay<P: Rebuild>(
         });
     }
     let (caught_up, locked) = swap_tables(pool, projection, &offsets).await?;
+    running.release().await;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", P::TABLES[0]))
         .fetch_one(pool)
         .await?;

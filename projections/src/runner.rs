@@ -27,6 +27,9 @@ pub enum ProjectionError {
     /// Another worker applied an event of the same aggregate at the same moment.
     #[error("another worker moved this aggregate on; deliver again")]
     Raced,
+    /// A rebuild of the same read model is under way (in this process or another).
+    #[error("a rebuild of {0} is already running; wait for it to finish")]
+    RebuildRunning(&'static str),
 }
 
 /// A read model fed by events of some aggregate types.

@@ -509,6 +509,44 @@ async fn replayed_read_models_keep_their_rows_and_their_index_names(pool: PgPool
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_rebuild_is_refused_while_another_of_the_same_model_runs(pool: PgPool) {
+    use projections::runner::ProjectionError;
+    // Another process's rebuild of bookings, as far as Postgres can tell.
+    let mut other = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('rebuild:bookings'))")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let refused = projections::rebuild::bookings(&pool, |_| {}).await;
+    assert!(
+        matches!(refused, Err(ProjectionError::RebuildRunning("bookings"))),
+        "{refused:?}"
+    );
+    // Other models are not held up, and nothing of bookings was touched.
+    projections::rebuild::replay(&pool, &projections::Tenants, |_| {})
+        .await
+        .unwrap();
+    let fresh: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('bookings_view_rebuild')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(fresh, None);
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('rebuild:bookings'))")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    projections::rebuild::bookings(&pool, |_| {}).await.unwrap();
+    // The finished rebuild let go of its claim.
+    let free: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('rebuild:bookings'))")
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+    assert!(free);
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn rebuilds_swap_in_while_bookings_keep_coming(pool: PgPool) {
     let app = std::sync::Arc::new(TestApp::spawn(pool.clone()).await);
     let salon = std::sync::Arc::new(app.seed_salon("Salon", "professional").await);
