@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::TestApp;
 use crate::support::app::{OPERATOR_TOKEN, berlin, poll_until};
+use crate::support::{TestApp, table_rows};
 
 /// Books for the salon's staff member `staff` at `hour` tomorrow + `day`; returns (id, position).
 async fn book(
@@ -360,16 +360,6 @@ async fn indexes(pool: &PgPool, table: &str) -> Vec<(String, String)> {
     .unwrap()
 }
 
-/// A table's rows, as text, in a stable order.
-async fn rows(pool: &PgPool, table: &str) -> Vec<String> {
-    sqlx::query_scalar(&format!(
-        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY r"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
 /// The bookings read model's offsets, by booking.
 async fn bookings_offsets(pool: &PgPool) -> Vec<(String, i64, i64)> {
     sqlx::query_as(
@@ -415,7 +405,7 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
         last = answer["position"].as_i64().unwrap();
     }
     list(&app, &salon.key, &format!("?min_position={last}")).await;
-    let live = rows(&pool, "bookings_view").await;
+    let live = table_rows(&pool, "bookings_view").await;
     assert_eq!(live.len(), 12);
     let (live_indexes, offsets) = (
         indexes(&pool, "bookings_view").await,
@@ -446,7 +436,7 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
             .unwrap();
         assert!(reports > 0);
         assert_eq!(rebuilt.rows, 12);
-        assert_eq!(rows(&pool, "bookings_view").await, live);
+        assert_eq!(table_rows(&pool, "bookings_view").await, live);
         // Same indexes under the same names, same offsets.
         assert_eq!(indexes(&pool, "bookings_view").await, live_indexes);
         assert_eq!(bookings_offsets(&pool).await, offsets);
@@ -497,7 +487,7 @@ async fn replayed_read_models_keep_their_rows_and_their_index_names(pool: PgPool
         let mut now = Vec::new();
         for (table, migrated) in TABLES.iter().zip(&migrated) {
             assert_eq!(&indexes(&pool, table).await, migrated, "{table}");
-            now.push(rows(&pool, table).await);
+            now.push(table_rows(&pool, table).await);
         }
         assert!(now.iter().all(|rows| !rows.is_empty()));
         if round == 1 {

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::support::app::{every_day, zone_near_noon};
 use crate::support::pipeline::wait_until_projected;
-use crate::support::{TestApp, poll_until};
+use crate::support::{TestApp, poll_until, table_rows};
 
 fn id(body: &Value) -> String {
     body["data"]["id"].as_str().expect("id").to_owned()
@@ -426,7 +426,7 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
 
     // Each model rebuilt from the store equals the live one.
     for table in ["tenants_view", "staff_view", "calendar_entries"] {
-        let before = dump(&pool, table).await;
+        let before = table_rows(&pool, table).await;
         let rebuilt = match table {
             "tenants_view" => {
                 projections::rebuild::replay(&pool, &projections::Tenants, |_| {}).await
@@ -435,16 +435,10 @@ async fn a_scripted_day_leaves_every_read_model_with_its_expected_rows(pool: PgP
         }
         .unwrap();
         assert!(rebuilt.events > 0);
-        assert_eq!(dump(&pool, table).await, before, "{table} after a rebuild");
+        assert_eq!(
+            table_rows(&pool, table).await,
+            before,
+            "{table} after a rebuild"
+        );
     }
-}
-
-/// Every row of a table as JSON, in a stable order.
-async fn dump(pool: &PgPool, table: &str) -> Vec<Value> {
-    sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }

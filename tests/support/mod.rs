@@ -13,3 +13,13 @@ pub(crate) mod stream;
 
 pub(crate) use app::{Salon, TestApp, poll_until};
 pub(crate) use nats::NatsServer;
+
+/// Every row of a table as JSON, in a stable order: for comparing a table before and after.
+pub(crate) async fn table_rows(pool: &sqlx::PgPool, table: &str) -> Vec<serde_json::Value> {
+    sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
