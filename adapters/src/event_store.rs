@@ -54,9 +54,27 @@ impl SnapshotPolicy {
         Self::default().with("Staff", 200).with("Tenant", 50)
     }
 
-    fn interval(&self, aggregate_type: &str) -> Option<u64> {
-        self.every.get(aggregate_type).copied()
+    fn snapshots(&self, aggregate_type: &str) -> bool {
+        self.every.contains_key(aggregate_type)
     }
+
+    /// After how many events this stream gets its next snapshot: the type's interval, less up
+    /// to a quarter of it, the same for the stream every time. Streams that grow in step (a
+    /// salon's staff booked in turn) would otherwise all write their snapshots, the largest
+    /// rows of the store, within a few commands of each other, and hold up every command
+    /// around them.
+    fn interval(&self, aggregate_type: &str, aggregate_id: &str) -> Option<u64> {
+        let every = *self.every.get(aggregate_type)?;
+        Some(every - stable_hash(aggregate_id) % (every / 4 + 1))
+    }
+}
+
+/// FNV-1a: the same value in every process, so every instance snapshots a stream at the same
+/// points.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The Postgres event store.
@@ -343,7 +361,7 @@ impl PgStore {
         &self,
         id: &str,
     ) -> Result<PgContext<A>, AggregateError<A::Error>> {
-        let use_snapshot = self.snapshots.interval(A::TYPE).is_some();
+        let use_snapshot = self.snapshots.snapshots(A::TYPE);
         let mut rows = self
             .load_rows(A::TYPE, id, use_snapshot)
             .await
@@ -380,7 +398,7 @@ impl PgStore {
     /// Whether the append that ends at `last` should also write a snapshot.
     fn snapshot_due<A: Aggregate>(&self, context: &PgContext<A>, last: u64) -> bool {
         self.snapshots
-            .interval(A::TYPE)
+            .interval(A::TYPE, &context.aggregate_id)
             .is_some_and(|every| last - context.snapshot_sequence >= every)
     }
 
@@ -682,4 +700,41 @@ fn map_sqlx<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
         return AggregateError::DatabaseConnectionError(Box::new(error));
     }
     AggregateError::UnexpectedError(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn streams_of_one_type_get_their_snapshots_at_points_of_their_own() {
+        let policy = SnapshotPolicy::standard();
+        // Forty staff members hired one after another: ids that differ only at the end.
+        let ids: Vec<String> = (0..40u32)
+            .map(|n| format!("01a226df-4e68-7682-a6aa-5257{n:08x}"))
+            .collect();
+        let intervals: Vec<u64> = ids
+            .iter()
+            .map(|id| policy.interval("Staff", id).expect("staff are snapshotted"))
+            .collect();
+        assert!(
+            intervals.iter().all(|i| (150..=200).contains(i)),
+            "{intervals:?}"
+        );
+        let distinct: BTreeSet<_> = intervals.iter().collect();
+        assert!(distinct.len() >= 20, "{intervals:?}");
+        assert!(
+            intervals.iter().max().unwrap() - intervals.iter().min().unwrap() >= 40,
+            "{intervals:?}"
+        );
+
+        // A stream keeps its points; a type without snapshots has none; the shortest stays 1.
+        assert_eq!(policy.interval("Staff", &ids[0]), Some(intervals[0]));
+        assert_eq!(policy.interval("Booking", &ids[0]), None);
+        assert!(!policy.snapshots("Booking"));
+        let every_event = SnapshotPolicy::default().with("Staff", 1);
+        assert_eq!(every_event.interval("Staff", &ids[0]), Some(1));
+    }
 }

@@ -608,8 +608,9 @@ async fn main() -> anyhow::Result<()> {
         "bookingd-bench: {n} bookings per run, 40 staff, {cores} cores"
     ));
 
-    // Warm-up (connections, prepared statements, caches), not measured.
-    bookings(&http, &base, &salon, 0, 200, 4).await?;
+    // Warm-up (connections, prepared statements, caches), not measured: at 16 clients, so
+    // that the measured runs find every connection they use already open.
+    bookings(&http, &base, &salon, 0, 200, 16).await?;
     lags.take()?;
     let mut results = Vec::new();
     for (run, concurrency) in [1, 16].into_iter().enumerate() {
