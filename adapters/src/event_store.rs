@@ -54,7 +54,8 @@ impl SnapshotPolicy {
         Self::default().with("Staff", 200).with("Tenant", 50)
     }
 
-    fn snapshots(&self, aggregate_type: &str) -> bool {
+    /// Whether streams of this type get snapshots at all.
+    fn covers(&self, aggregate_type: &str) -> bool {
         self.every.contains_key(aggregate_type)
     }
 
@@ -361,7 +362,7 @@ impl PgStore {
         &self,
         id: &str,
     ) -> Result<PgContext<A>, AggregateError<A::Error>> {
-        let use_snapshot = self.snapshots.snapshots(A::TYPE);
+        let use_snapshot = self.snapshots.covers(A::TYPE);
         let mut rows = self
             .load_rows(A::TYPE, id, use_snapshot)
             .await
@@ -733,7 +734,7 @@ mod tests {
         // A stream keeps its points; a type without snapshots has none; the shortest stays 1.
         assert_eq!(policy.interval("Staff", &ids[0]), Some(intervals[0]));
         assert_eq!(policy.interval("Booking", &ids[0]), None);
-        assert!(!policy.snapshots("Booking"));
+        assert!(!policy.covers("Booking"));
         let every_event = SnapshotPolicy::default().with("Staff", 1);
         assert_eq!(every_event.interval("Staff", &ids[0]), Some(1));
     }
