@@ -613,8 +613,12 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
             "error": { "code": "BadRequestException", "message": "User either already has booking at this time or is not available",
                        "details": { "message": "User either already has booking at this time or is not available", "error": "Bad Request", "statusCode": 400 } }
         })))
+        .up_to_n_times(1)
         .mount(&calcom)
         .await;
+    // Only the first booking is refused: the one made again in the freed slot goes through,
+    // so it raises no alert of its own.
+    mount_creating(&calcom, "cal-1").await;
     // Texts to customers go to a Twilio fake.
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
@@ -675,6 +679,12 @@ async fn a_slot_taken_in_calcom_cancels_the_booking_frees_the_slot_and_alerts(po
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
+    let again = again["data"]["id"].as_str().unwrap();
+    let synced = sync_state(&app, &salon, again, |b| {
+        b["calendar_sync"]["state"] == "synced" || b["calendar_sync"]["state"] == "failed"
+    })
+    .await;
+    assert_eq!(synced["calendar_sync"]["state"], "synced", "{synced}");
     let alerts: Vec<String> = sqlx::query_scalar(
         "SELECT message FROM operator_alerts WHERE source = 'calendar-sync' AND subject = $1",
     )
