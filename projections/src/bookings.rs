@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use domain::booking::BookingStatus;
 use domain::{Aggregate, Booking, BookingEvent};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -35,7 +37,7 @@ impl Projection for Bookings {
             &event.aggregate_id,
             event.sequence,
             event.position,
-            &event.payload,
+            decode(&event.payload)?,
         )
         .await
     }
@@ -63,8 +65,7 @@ impl Projection for Bookings {
             .collect();
         // Every stored row read above belongs to a booking of this batch: all are rewritten.
         for (id, event) in ids.into_iter().zip(events) {
-            let change: BookingEvent = serde_json::from_value(event.payload.clone())
-                .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+            let change = decode(&event.payload)?;
             let (booking, version, position) = folded.entry(id).or_default();
             booking.apply(change);
             (*version, *position) = (event.sequence, event.position);
@@ -81,17 +82,20 @@ impl Projection for Bookings {
 /// The live table.
 pub(crate) const LIVE: &str = "bookings_view";
 
-/// Folds one stored event into `table`'s row for its booking.
+/// A stored event's payload as the booking event it holds (read in place, not copied).
+fn decode(payload: &serde_json::Value) -> Result<BookingEvent, ProjectionError> {
+    BookingEvent::deserialize(payload).map_err(|e| ProjectionError::Unreadable(e.to_string()))
+}
+
+/// Folds one booking event (its booking's `sequence`th) into `table`'s row for its booking.
 pub(crate) async fn apply_to(
     conn: &mut PgConnection,
     table: &str,
     aggregate_id: &str,
     sequence: i64,
     position: i64,
-    payload: &serde_json::Value,
+    change: BookingEvent,
 ) -> Result<(), ProjectionError> {
-    let change: BookingEvent = serde_json::from_value(payload.clone())
-        .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
     let id = Uuid::parse_str(aggregate_id)
         .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
     let mut booking = sqlx::query_scalar::<_, Json<Booking>>(&format!(
@@ -159,7 +163,7 @@ async fn write_rows(
     .bind(rows.iter().map(|r| r.end).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| &r.state).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| Json(&*r.state)).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -179,7 +183,8 @@ pub(crate) struct Row {
     end: DateTime<Utc>,
     version: i64,
     position: i64,
-    state: serde_json::Value,
+    /// The aggregate, serialized once, straight from its fields.
+    state: Box<RawValue>,
 }
 
 impl Row {
@@ -205,8 +210,8 @@ impl Row {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let state =
-            serde_json::to_value(b).map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
+        let state = serde_json::value::to_raw_value(b)
+            .map_err(|e| ProjectionError::Unreadable(e.to_string()))?;
         Ok(Self {
             booking_id: id,
             tenant_id: tenant.0,

@@ -1,21 +1,25 @@
 //! Rebuilding a read model from the event store, with no downtime and no side effects.
 //!
-//! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk,
-//! which gets the live table's indexes only once it is filled (building an index at the end
-//! costs a fraction of keeping it up row by row); readers keep using the live table meanwhile.
-//! What committed during the scan is then applied to it (found per aggregate by sequence, so
-//! nothing committed late is missed) while the live table still serves. The swap takes the
+//! The events are folded in memory, aggregate by aggregate, into a fresh table written in bulk
+//! (by two writers, while the next pages are read and folded), which gets the live table's
+//! indexes only once it is filled (building an index at the end costs a fraction of keeping it
+//! up row by row); readers keep using the live table meanwhile. What committed during the scan
+//! is then applied to it (found per aggregate by sequence among the transactions from the
+//! scan's start horizon on, so nothing committed late is missed) while the live table still
+//! serves. The swap takes the
 //! live table's lock (briefly holding back its worker and readers), applies the little that
 //! arrived since (only transactions above the catch-up's snapshot horizon are read), renames
 //! the fresh table and its indexes into place and brings the offsets in line with its rows,
 //! writing only those that differ. Nothing is published: no saga hears of it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::{Aggregate, Booking, BookingEvent};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::{JoinError, JoinSet};
 use uuid::Uuid;
 
 use crate::Bookings;
@@ -102,96 +106,209 @@ pub async fn bookings(
 ) -> Result<Rebuilt, ProjectionError> {
     let running = Running::claim(pool, Bookings::NAME).await?;
     let started = Instant::now();
-    let mut conn = pool.acquire().await?;
-    let (indexes, total) = prepare(&mut conn).await?;
-    let mut scan = Scan::default();
-    let mut after = (String::new(), 0i64);
-    loop {
-        let page: Vec<(String, i64, i64, Value)> = sqlx::query_as(
-            "SELECT aggregate_id, sequence, position, payload FROM events
-             WHERE aggregate_type = 'Booking' AND (aggregate_id, sequence) > ($1, $2)
-             ORDER BY aggregate_id, sequence LIMIT $3",
-        )
-        .bind(&after.0)
-        .bind(after.1)
-        .bind(PAGE)
-        .fetch_all(&mut *conn)
-        .await?;
-        let Some((id, sequence, _, _)) = page.last() else {
-            break;
-        };
-        after = (id.clone(), *sequence);
-        for event in page {
-            scan.fold(event)?;
-            if scan.rows.len() >= FLUSH {
-                scan.flush(&mut conn).await?;
-            }
-        }
+    let (indexes, total, before) = prepare(pool).await?;
+    let scanned = scan(pool, |done| {
         progress(Progress {
-            done: scan.events,
+            done,
             total,
             elapsed: started.elapsed(),
         });
-    }
-    scan.finish(&mut conn).await?;
-    for index in &indexes {
-        sqlx::raw_sql(&index.build()).execute(&mut *conn).await?;
-    }
-    sqlx::query(&format!("ANALYZE {FRESH}"))
-        .execute(&mut *conn)
-        .await?;
-    drop(conn);
-    let (horizon, caught_up) = catch_up(pool).await?;
+    })
+    .await?;
+    build_indexes(pool, &indexes).await?;
+    let (horizon, caught_up) = catch_up(pool, before).await?;
     let (late, locked) = swap(pool, &indexes, horizon).await?;
     running.release().await;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
         .fetch_one(pool)
         .await?;
     Ok(Rebuilt {
-        events: scan.events + caught_up + late,
+        events: scanned + caught_up + late,
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
         locked: locked.as_secs_f64(),
     })
 }
 
+/// Reads the booking events in aggregate order, folds each booking in memory and hands its row
+/// to the writers; returns how many events it folded, once every row is written.
+async fn scan(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
+    let mut writers = Writers::start(pool);
+    let mut reading = reader(pool).await?;
+    let mut fold = Fold::default();
+    let mut after = (String::new(), 0i64);
+    loop {
+        let page: Vec<Event> = sqlx::query_as(
+            "SELECT aggregate_id, sequence, position, payload::text FROM events
+             WHERE aggregate_type = 'Booking' AND (aggregate_id, sequence) > ($1, $2)
+             ORDER BY aggregate_id, sequence LIMIT $3",
+        )
+        .bind(&after.0)
+        .bind(after.1)
+        .bind(PAGE)
+        .fetch_all(&mut reading)
+        .await?;
+        let Some((id, sequence, _, _)) = page.last() else {
+            break;
+        };
+        after = (id.clone(), *sequence);
+        for event in page {
+            fold.fold(event)?;
+            if fold.rows.len() >= FLUSH {
+                writers.write(std::mem::take(&mut fold.rows)).await?;
+            }
+        }
+        progress(fold.events);
+    }
+    fold.finish_current()?;
+    writers.write(fold.rows).await?;
+    writers.finish().await?;
+    Ok(fold.events)
+}
+
+/// Rows written at once, each batch by one writer.
+const WRITERS: usize = 2;
+
+/// Tasks writing the fold's rows into the fresh table, each on a connection of its own: storing
+/// a batch (Postgres parsing each row's JSON is most of the rebuild's work) goes on beside the
+/// reading and folding of the next pages, and on both cores. Dropped, they are stopped.
+struct Writers {
+    rows: mpsc::Sender<Vec<Row>>,
+    tasks: JoinSet<Result<(), ProjectionError>>,
+}
+
+impl Writers {
+    fn start(pool: &PgPool) -> Self {
+        let (rows, queue) = mpsc::channel::<Vec<Row>>(2 * WRITERS);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut tasks = JoinSet::new();
+        for _ in 0..WRITERS {
+            let (pool, queue) = (pool.clone(), queue.clone());
+            tasks.spawn(async move {
+                let mut conn = pool.acquire().await?;
+                loop {
+                    let batch = queue.lock().await.recv().await;
+                    let Some(batch) = batch else {
+                        return Ok(());
+                    };
+                    bookings::insert_new_rows(&mut conn, FRESH, &batch).await?;
+                }
+            });
+        }
+        Self { rows, tasks }
+    }
+
+    /// Queues `rows`, waiting while the writers are behind; fails with a writer's failure.
+    async fn write(&mut self, rows: Vec<Row>) -> Result<(), ProjectionError> {
+        // A writer ends before the queue closes only on a failure.
+        while let Some(ended) = self.tasks.try_join_next() {
+            outcome(ended)?;
+        }
+        if !rows.is_empty() && self.rows.send(rows).await.is_err() {
+            // The queue closes early only when every writer has failed.
+            while let Some(ended) = self.tasks.join_next().await {
+                outcome(ended)?;
+            }
+            return Err(ProjectionError::Batch(
+                "the rebuild's writers stopped".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued row is written.
+    async fn finish(self) -> Result<(), ProjectionError> {
+        let Self { rows, mut tasks } = self;
+        drop(rows);
+        while let Some(ended) = tasks.join_next().await {
+            outcome(ended)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a writer came to.
+fn outcome(ended: Result<Result<(), ProjectionError>, JoinError>) -> Result<(), ProjectionError> {
+    ended.map_err(|e| ProjectionError::Batch(format!("a rebuild writer failed: {e}")))?
+}
+
+/// Builds the live table's indexes on the filled fresh table, two at a time (each on a
+/// connection of its own), then its statistics.
+async fn build_indexes(pool: &PgPool, indexes: &[Index]) -> Result<(), ProjectionError> {
+    let lane = |first: usize| async move {
+        for index in indexes.iter().skip(first).step_by(2) {
+            sqlx::raw_sql(&index.build()).execute(pool).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    tokio::try_join!(lane(0), lane(1))?;
+    sqlx::query(&format!("ANALYZE {FRESH}"))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A booking event as the scan reads it: aggregate id, sequence, position, payload (JSON).
+type Event = (String, i64, i64, String);
+
+/// The scan's connection, of its own (closed when dropped, its settings never reach the pool):
+/// each page is read in the primary key's order whatever the statistics say. A planner that
+/// underestimated the booking events (a store grown since it was last analyzed) would sort every
+/// remaining event for each page instead, and analyzing the store first takes seconds.
+async fn reader(pool: &PgPool) -> Result<PgConnection, ProjectionError> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::raw_sql("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
 /// Creates the fresh table, without indexes; returns the live table's indexes, to be built on
-/// it once it is filled, and the number of booking events to fold.
-async fn prepare(conn: &mut PgConnection) -> Result<(Vec<Index>, u64), ProjectionError> {
+/// it once it is filled, the number of booking events to fold, and the horizon of a snapshot
+/// taken before the scan: every event the scan does not see was written by a transaction at or
+/// above it (those below it had ended, so every page sees them).
+async fn prepare(pool: &PgPool) -> Result<(Vec<Index>, u64, u64), ProjectionError> {
+    let mut conn = pool.acquire().await?;
     sqlx::raw_sql(&format!(
         "DROP TABLE IF EXISTS {FRESH};
-         CREATE TABLE {FRESH} (LIKE {LIVE} INCLUDING ALL EXCLUDING INDEXES);
-         -- Fresh statistics, so that each page below is read in index order rather than by
-         -- sorting every remaining event (what the planner does when it underestimates them).
-         ANALYZE events;"
+         CREATE TABLE {FRESH} (LIKE {LIVE} INCLUDING ALL EXCLUDING INDEXES);"
     ))
     .execute(&mut *conn)
     .await?;
-    let indexes = Index::of_live(conn).await?;
+    let indexes = Index::of_live(&mut conn).await?;
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Booking'")
             .fetch_one(&mut *conn)
             .await?;
-    Ok((indexes, u64::try_from(total).unwrap_or(0)))
+    let before = horizon(&mut conn).await?;
+    Ok((indexes, u64::try_from(total).unwrap_or(0), before))
+}
+
+/// The horizon of the connection's current snapshot: the oldest transaction still running
+/// (every one below it has ended).
+async fn horizon(conn: &mut PgConnection) -> Result<u64, ProjectionError> {
+    let horizon: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    horizon
+        .parse()
+        .map_err(|_| ProjectionError::Unreadable(format!("snapshot horizon {horizon:?}")))
 }
 
 /// The fold in progress: the booking being folded and the finished rows not yet written.
 #[derive(Default)]
-struct Scan {
+struct Fold {
     current: Option<(Uuid, Booking, i64, i64)>,
     rows: Vec<Row>,
     events: u64,
 }
 
-impl Scan {
-    fn fold(
-        &mut self,
-        (id, sequence, position, payload): (String, i64, i64, Value),
-    ) -> Result<(), ProjectionError> {
+impl Fold {
+    fn fold(&mut self, (id, sequence, position, payload): Event) -> Result<(), ProjectionError> {
         let id = Uuid::parse_str(&id)
             .map_err(|e| ProjectionError::Unreadable(format!("booking id: {e}")))?;
-        let event: BookingEvent = serde_json::from_value(payload)
-            .map_err(|e| ProjectionError::Unreadable(format!("booking {id} #{sequence}: {e}")))?;
+        let event = decode(&id, sequence, &payload)?;
         if self
             .current
             .as_ref()
@@ -213,20 +330,6 @@ impl Scan {
             self.rows.push(Row::of(id, &booking, version, position)?);
         }
         Ok(())
-    }
-
-    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
-        bookings::insert_new_rows(conn, FRESH, &self.rows).await?;
-        self.rows.clear();
-        Ok(())
-    }
-
-    async fn finish(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
-        self.finish_current()?;
-        self.flush(conn).await
     }
 }
 
@@ -346,19 +449,26 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The booking events after the fresh table's row for their booking, in order; only those
-/// written by transactions from `horizon` on, if given.
-async fn late_events(
-    conn: &mut PgConnection,
-    horizon: Option<u64>,
-) -> Result<Vec<(String, i64, i64, Value)>, ProjectionError> {
+/// A booking event's payload, read.
+fn decode(
+    id: &impl std::fmt::Display,
+    sequence: i64,
+    payload: &str,
+) -> Result<BookingEvent, ProjectionError> {
+    serde_json::from_str(payload)
+        .map_err(|e| ProjectionError::Unreadable(format!("booking {id} #{sequence}: {e}")))
+}
+
+/// The booking events after the fresh table's row for their booking, in order, of those
+/// written by transactions from `horizon` on.
+async fn late_events(conn: &mut PgConnection, horizon: u64) -> Result<Vec<Event>, ProjectionError> {
     // The horizon goes in as a literal, so that the plan is made for it: only the events
     // above it are read (by `events_tail`), not every booking event.
-    let since = horizon.map_or(String::new(), |h| format!("AND e.tx_id >= '{h}'::xid8"));
     Ok(sqlx::query_as(&format!(
-        "SELECT e.aggregate_id, e.sequence, e.position, e.payload FROM events e
+        "SELECT e.aggregate_id, e.sequence, e.position, e.payload::text FROM events e
          LEFT JOIN {FRESH} f ON f.booking_id::text = e.aggregate_id
-         WHERE e.aggregate_type = 'Booking' {since} AND e.sequence > COALESCE(f.version, 0)
+         WHERE e.aggregate_type = 'Booking' AND e.tx_id >= '{horizon}'::xid8
+           AND e.sequence > COALESCE(f.version, 0)
          ORDER BY e.aggregate_id, e.sequence"
     ))
     .fetch_all(&mut *conn)
@@ -366,33 +476,25 @@ async fn late_events(
 }
 
 /// Folds `events` into the fresh table.
-async fn apply_late(
-    conn: &mut PgConnection,
-    events: &[(String, i64, i64, Value)],
-) -> Result<(), ProjectionError> {
+async fn apply_late(conn: &mut PgConnection, events: &[Event]) -> Result<(), ProjectionError> {
     for (id, sequence, position, payload) in events {
-        bookings::apply_to(conn, FRESH, id, *sequence, *position, payload).await?;
+        let change = decode(id, *sequence, payload)?;
+        bookings::apply_to(conn, FRESH, id, *sequence, *position, change).await?;
     }
     Ok(())
 }
 
-/// Applies what committed while the scan ran, without locking the live table, so that the
-/// swap has only the last moments' events left to apply. Returns the horizon of the snapshot
-/// it read (every event it did not see was written by a transaction at or above it) and how
-/// many events it applied.
-async fn catch_up(pool: &PgPool) -> Result<(u64, u64), ProjectionError> {
+/// Applies what committed while the scan ran (of the transactions from `before`, the horizon
+/// taken before it, on), without locking the live table, so that the swap has only the last
+/// moments' events left to apply. Returns the horizon of the snapshot it read (every event it
+/// did not see was written by a transaction at or above it) and how many events it applied.
+async fn catch_up(pool: &PgPool, before: u64) -> Result<(u64, u64), ProjectionError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
-    let horizon: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(&mut *tx)
-            .await?;
-    let horizon = horizon
-        .parse()
-        .map_err(|_| ProjectionError::Unreadable(format!("snapshot horizon {horizon:?}")))?;
-    let late = late_events(&mut tx, None).await?;
+    let horizon = horizon(&mut tx).await?;
+    let late = late_events(&mut tx, before).await?;
     apply_late(&mut tx, &late).await?;
     tx.commit().await?;
     // The swap joins the offsets with the fresh rows; planned on a count from before the
@@ -417,7 +519,7 @@ async fn swap(
         .await?;
     let locked = Instant::now();
     // Each fresh row holds its booking's last folded sequence (`version`).
-    let late = late_events(&mut tx, Some(horizon)).await?;
+    let late = late_events(&mut tx, horizon).await?;
     apply_late(&mut tx, &late).await?;
     let mut renames = format!(
         "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
