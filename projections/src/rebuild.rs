@@ -6,11 +6,11 @@
 //! up row by row); readers keep using the live table meanwhile. What committed during the scan
 //! is then applied to it (found per aggregate by sequence among the transactions from the
 //! scan's start horizon on, so nothing committed late is missed) while the live table still
-//! serves. The swap takes the
-//! live table's lock (briefly holding back its worker and readers), applies the little that
-//! arrived since (only transactions above the catch-up's snapshot horizon are read), renames
-//! the fresh table and its indexes into place and brings the offsets in line with its rows,
-//! writing only those that differ. Nothing is published: no saga hears of it.
+//! serves. The swap takes the live table's lock (briefly holding back its worker and readers),
+//! applies the little that arrived since (only transactions above the catch-up's snapshot
+//! horizon are read), renames the fresh table and its indexes into place and brings the
+//! offsets in line with its rows, writing only those that differ. Nothing is published: no
+//! saga hears of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,7 +166,7 @@ async fn scan(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<u64, Proje
     Ok(fold.events)
 }
 
-/// Rows written at once, each batch by one writer.
+/// Connections writing the fresh table's rows side by side, each batch on one of them.
 const WRITERS: usize = 2;
 
 /// Tasks writing the fold's rows into the fresh table, each on a connection of its own: storing

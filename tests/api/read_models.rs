@@ -449,6 +449,55 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "adapters::MIGRATOR")]
+async fn a_rebuild_written_in_many_batches_equals_the_workers_fold(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let salon = app.seed_salon("Salon", "professional").await;
+    let (template, _) = book(&app, &salon, 0, 2, 9, "+4915100000005").await;
+    let (status, answer) = app
+        .put(
+            &salon.key,
+            &format!("/api/v2/mcp/bookings/{template}"),
+            json!({ "notes": "n" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // 2,500 copies of its two events under new booking ids: the rebuild's rows go to its
+    // writers in several batches, the worker applies the same events one batch after another.
+    let copied = sqlx::query(
+        "WITH c AS MATERIALIZED (SELECT gen_random_uuid() AS id FROM generate_series(1, 2500))
+         INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Booking', c.id::text, e.sequence, e.event_type, e.event_version,
+                jsonb_set(e.payload, '{BookingCreated,booking_id}', to_jsonb(c.id::text)),
+                jsonb_set(e.metadata, '{event_id}', to_jsonb(gen_random_uuid()::text))
+         FROM events e, c
+         WHERE e.aggregate_type = 'Booking' AND e.aggregate_id = $1
+         -- Positions follow each booking's sequence, as the event store writes them.
+         ORDER BY c.id, e.sequence",
+    )
+    .bind(&template)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(copied.rows_affected(), 5000);
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            projections::runner::status::<Bookings>(&pool)
+                .await
+                .unwrap()
+                .pending_events
+                == 0
+        })
+        .await,
+        "the worker did not apply the copies"
+    );
+    let live = table_rows(&pool, "bookings_view").await;
+    assert_eq!(live.len(), 2501);
+    let rebuilt = projections::rebuild::bookings(&pool, |_| {}).await.unwrap();
+    assert_eq!((rebuilt.events, rebuilt.rows), (5002, 2501));
+    assert_eq!(table_rows(&pool, "bookings_view").await, live);
+}
+
+#[sqlx::test(migrator = "adapters::MIGRATOR")]
 async fn replayed_read_models_keep_their_rows_and_their_index_names(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let salon = app.seed_salon("Salon", "professional").await;
