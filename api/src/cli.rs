@@ -142,12 +142,13 @@ async fn rebuild(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
         };
         let _ = writeln!(std::io::stderr());
         say(format_args!(
-            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s); the swap held its lock {:.0} ms",
+            "{name} rebuilt: {} events into {} rows in {:.2} s ({:.0} events/s); the swap held its lock {:.0} ms, the worker back {:.0} ms",
             rebuilt.events,
             rebuilt.rows,
             rebuilt.seconds,
             rebuilt.events as f64 / rebuilt.seconds.max(1e-6),
-            rebuilt.locked * 1e3
+            rebuilt.locked * 1e3,
+            rebuilt.paused * 1e3
         ));
     }
     Ok(())

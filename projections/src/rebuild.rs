@@ -6,11 +6,11 @@
 //! up row by row); readers keep using the live table meanwhile. What committed during the scan
 //! is then applied to it (found per aggregate by sequence among the transactions from the
 //! scan's start horizon on, so nothing committed late is missed) while the live table still
-//! serves. The swap takes the live table's lock (briefly holding back its worker and readers),
-//! applies the little that arrived since (only transactions above the catch-up's snapshot
-//! horizon are read), renames the fresh table and its indexes into place and brings the
-//! offsets in line with its rows, writing only those that differ. Nothing is published: no
-//! saga hears of it.
+//! serves. The swap holds the worker back, applies the little that arrived since (only
+//! transactions above the catch-up's snapshot horizon are read), brings the offsets in line
+//! with the fresh rows, writing only those that differ, and then, holding the live table's lock
+//! for a moment (its readers wait), renames the fresh table and its indexes into place. Nothing
+//! is published: no saga hears of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,8 +66,10 @@ pub struct Rebuilt {
     pub rows: u64,
     /// Wall time.
     pub seconds: f64,
-    /// How long of it the live tables were locked, at the swap.
+    /// How long of it the live tables were locked (their readers held back), at the swap.
     pub locked: f64,
+    /// How long of it the live worker was held back, at the swap (the lock included).
+    pub paused: f64,
 }
 
 /// The fresh table.
@@ -117,7 +119,7 @@ pub async fn bookings(
     .await?;
     build_indexes(pool, &indexes).await?;
     let (horizon, caught_up) = catch_up(pool, before).await?;
-    let (late, locked) = swap(pool, &indexes, horizon).await?;
+    let (late, locked, paused) = swap(pool, &indexes, horizon).await?;
     running.release().await;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {LIVE}"))
         .fetch_one(pool)
@@ -127,6 +129,7 @@ pub async fn bookings(
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
         locked: locked.as_secs_f64(),
+        paused: paused.as_secs_f64(),
     })
 }
 
@@ -506,35 +509,26 @@ async fn catch_up(pool: &PgPool, before: u64) -> Result<(u64, u64), ProjectionEr
 }
 
 /// Applies what arrived since [`catch_up`], then puts the fresh table and its indexes in place
-/// of the live ones and its rows' offsets in place of theirs, in one transaction. Returns how
-/// many events it applied and how long it held the live table's lock.
+/// of the live ones and its rows' offsets in place of theirs, in one transaction. The worker is
+/// held back from the start; the live table's readers only for the renames at the end (until
+/// then they read it and its offsets as committed). Returns how many events it applied, how
+/// long it held the live table's lock and how long it held the worker back.
 async fn swap(
     pool: &PgPool,
     indexes: &[Index],
     horizon: u64,
-) -> Result<(u64, Duration), ProjectionError> {
+) -> Result<(u64, Duration, Duration), ProjectionError> {
     let mut tx = crate::runner::begin_swapping(pool, Bookings::NAME).await?;
-    sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
-        .execute(&mut *tx)
-        .await?;
-    let locked = Instant::now();
+    let paused = Instant::now();
     // Each fresh row holds its booking's last folded sequence (`version`).
     let late = late_events(&mut tx, horizon).await?;
     apply_late(&mut tx, &late).await?;
-    let mut renames = format!(
-        "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
-         ALTER TABLE {FRESH} RENAME TO {LIVE};
-         DROP TABLE bookings_view_replaced;"
-    );
-    for index in indexes {
-        renames.push_str(&index.rename());
-    }
     // Where the live worker was caught up, its offsets are already the fresh rows': only the
     // differences are written (one join of the two, instead of rewriting every offset).
-    renames.push_str(&format!(
+    sqlx::raw_sql(&format!(
         "DELETE FROM projection_offsets WHERE projection = '{live}' AND aggregate_type <> 'Booking';
          WITH fresh AS (
-             SELECT booking_id::text AS aggregate_id, version, position FROM {LIVE}
+             SELECT booking_id::text AS aggregate_id, version, position FROM {FRESH}
          ), offsets AS (
              SELECT aggregate_id, last_sequence, last_position FROM projection_offsets
              WHERE projection = '{live}' AND aggregate_type = 'Booking'
@@ -557,10 +551,24 @@ async fn swap(
          SELECT '{live}', 'Booking', aggregate_id, version, position FROM diff WHERE NOT had;
          DELETE FROM dead_letters WHERE projection = '{live}';",
         live = Bookings::NAME
-    ));
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!("LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *tx)
+        .await?;
+    let locked = Instant::now();
+    let mut renames = format!(
+        "ALTER TABLE {LIVE} RENAME TO bookings_view_replaced;
+         ALTER TABLE {FRESH} RENAME TO {LIVE};
+         DROP TABLE bookings_view_replaced;"
+    );
+    for index in indexes {
+        renames.push_str(&index.rename());
+    }
     sqlx::raw_sql(&renames).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok((late.len() as u64, locked.elapsed()))
+    Ok((late.len() as u64, locked.elapsed(), paused.elapsed()))
 }
 
 /// A read model that can be rebuilt event by event into fresh tables: every table it writes
@@ -644,6 +652,8 @@ pub async fn replay<P: Rebuild>(
         rows: u64::try_from(rows).unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
         locked: locked.as_secs_f64(),
+        // Its tables are locked as soon as the worker is held back.
+        paused: locked.as_secs_f64(),
     })
 }
 

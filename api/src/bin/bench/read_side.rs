@@ -79,18 +79,20 @@ async fn rebuild(pool: &PgPool) -> anyhow::Result<()> {
         rebuilt.events as f64 / rebuilt.seconds.max(1e-6)
     ));
     say(format_args!(
-        "    first page folded at {:.2} s, last at {:.2} s; indexes and swap {:.2} s, of which the live table locked {:.0} ms",
+        "    first page folded at {:.2} s, last at {:.2} s; indexes and swap {:.2} s, of which the worker held back {:.0} ms and the live table locked {:.0} ms",
         first_page.unwrap_or_default().as_secs_f64(),
         last_page.as_secs_f64(),
         rebuilt.seconds - last_page.as_secs_f64(),
+        rebuilt.paused * 1e3,
         rebuilt.locked * 1e3
     ));
     // The copies above bypassed the worker, so that swap wrote nearly every offset; a second
     // rebuild finds them in line with its rows, as after a worker that kept up.
     let again = projections::rebuild::bookings(pool, |_| {}).await?;
     say(format_args!(
-        "    again, its offsets in line: {:.2} s, the live table locked {:.0} ms",
+        "    again, its offsets in line: {:.2} s, the worker held back {:.0} ms, the live table locked {:.0} ms",
         again.seconds,
+        again.paused * 1e3,
         again.locked * 1e3
     ));
     Ok(())
