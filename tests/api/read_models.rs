@@ -189,8 +189,21 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     let poisoned = app.hold_then_confirm(&salon.key, request).await;
     let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
 
-    // The healthy booking is applied while the poisoned one is retried.
-    let page = list(&app, &salon.key, &format!("?min_position={position}")).await;
+    // A read at the healthy booking's position also waits for the tenant's earlier events, so
+    // it answers 503 (retry shortly) while the poisoned booking is retried, and shows the
+    // healthy booking alone once that one is parked. Read as a client would: again on a 503.
+    let query = format!("/api/v2/mcp/bookings?min_position={position}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let (status, page) = app.get(&salon.key, &query).await;
+        match status {
+            StatusCode::OK => break page,
+            StatusCode::SERVICE_UNAVAILABLE if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => panic!("the healthy booking was not shown: {status} {page}"),
+        }
+    };
     assert_eq!(ids(&page), std::slice::from_ref(&healthy));
 
     // Both of its events (created held, confirmed) end up parked: the second waits for the first.
