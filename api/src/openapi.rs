@@ -1243,6 +1243,11 @@ mod tests {
         );
         let zones = schemas["TimeZone"]["enum"].as_array().unwrap();
         assert!(zones.contains(&json!("Europe/Berlin")));
+        let point = &schemas["Coordinates"]["properties"];
+        assert_eq!(
+            (&point["lat"]["minimum"], &point["lng"]["maximum"]),
+            (&json!(-90), &json!(180))
+        );
 
         let parameter = |path: &str, method: &str, name: &str| -> Value {
             doc["paths"][path][method]["parameters"]
@@ -1261,6 +1266,13 @@ mod tests {
         assert_eq!(
             parameter("/api/v2/mcp/tenant", "get", "min_position")["minimum"],
             1
+        );
+        let nearest = "/api/v2/mcp/routing/nearest-branch";
+        assert_eq!(parameter(nearest, "get", "lat")["maximum"], 90);
+        let distance = parameter(nearest, "get", "max_distance");
+        assert_eq!(
+            (&distance["exclusiveMinimum"], &distance["maximum"]),
+            (&json!(0), &json!(20_000))
         );
         assert_eq!(
             parameter("/api/v2/mcp/customers/{phone}", "get", "phone")["pattern"],

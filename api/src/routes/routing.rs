@@ -406,14 +406,17 @@ async fn estimated_wait(
 #[serde(deny_unknown_fields)]
 pub struct NearestBranchQuery {
     /// Latitude, -90 to 90.
+    #[schemars(range(min = -90, max = 90))]
     pub lat: f64,
     /// Longitude, -180 to 180.
+    #[schemars(range(min = -180, max = 180))]
     pub lng: f64,
     /// Only branches offering this service.
     #[serde(default)]
     pub service_id: Option<ServiceId>,
-    /// Farthest distance in km; 50 when absent.
+    /// Farthest distance in km, above 0 and at most 20,000; 50 when absent.
     #[serde(default)]
+    #[schemars(range(max = 20_000), extend("exclusiveMinimum" = 0))]
     pub max_distance: Option<f64>,
 }
 

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Coordinates {
     /// -90 to 90.
+    #[schemars(range(min = -90, max = 90))]
     pub lat: f64,
     /// -180 to 180.
+    #[schemars(range(min = -180, max = 180))]
     pub lng: f64,
 }
 
