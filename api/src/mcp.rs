@@ -779,7 +779,7 @@ impl BookingTools {
         args: &A,
         work: impl Future<Output = Result<Value, ApiError>>,
     ) -> Result<Value, ToolError> {
-        if key.is_empty() || key.len() > 200 {
+        if key.is_empty() || key.chars().count() > 200 {
             return Err(ToolError::Refused(
                 "VALIDATION_FAILED: idempotency_key must be 1 to 200 characters".to_owned(),
             ));

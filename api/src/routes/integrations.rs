@@ -90,7 +90,7 @@ async fn connect_calcom(
 ) -> Result<axum::Json<CalComConnection>, ApiError> {
     caller.who.require(Permission::ManageCompany)?;
     let key = input.api_key.trim();
-    if key.is_empty() || key.len() > 500 || key.chars().any(char::is_whitespace) {
+    if key.is_empty() || key.chars().count() > 500 || key.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(
             "api_key",
             "a Cal.com API key is one word of at most 500 characters",
@@ -103,7 +103,10 @@ async fn connect_calcom(
         hosts: input.hosts,
     };
     let webhook_secret = input.webhook_secret.filter(|s| !s.trim().is_empty());
-    if webhook_secret.as_ref().is_some_and(|s| s.len() > 500) {
+    if webhook_secret
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 500)
+    {
         return Err(ApiError::invalid(
             "webhook_secret",
             "a webhook secret is at most 500 characters",

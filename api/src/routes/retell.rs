@@ -117,7 +117,7 @@ async fn connect(
 ) -> Result<axum::Json<RetellConnection>, ApiError> {
     caller.who.require(Permission::ManageCompany)?;
     let key = input.api_key.trim();
-    if key.is_empty() || key.len() > 256 || key.chars().any(char::is_whitespace) {
+    if key.is_empty() || key.chars().count() > 256 || key.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(
             "api_key",
             "a Retell API key is 1 to 256 characters without spaces",
@@ -494,7 +494,7 @@ async fn call_event(
         }
     };
     let call = &delivery.call;
-    if call.call_id.is_empty() || call.call_id.len() > 200 {
+    if call.call_id.is_empty() || call.call_id.chars().count() > 200 {
         return Err(ApiError::invalid(
             "call.call_id",
             "must be 1 to 200 characters",
@@ -841,7 +841,7 @@ async fn function(
         })));
     }
     let call_id = delivery.call.call_id.clone();
-    if call_id.is_empty() || call_id.len() > 200 {
+    if call_id.is_empty() || call_id.chars().count() > 200 {
         return Err(ApiError::invalid(
             "call.call_id",
             "must be 1 to 200 characters",

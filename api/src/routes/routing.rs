@@ -184,7 +184,7 @@ impl RoutingRules {
 }
 
 fn valid_agent(field: &str, agent: &str) -> Result<(), ApiError> {
-    if agent.is_empty() || agent.len() > 128 || agent.chars().any(char::is_whitespace) {
+    if agent.is_empty() || agent.chars().count() > 128 || agent.chars().any(char::is_whitespace) {
         return Err(ApiError::invalid(
             field,
             "an agent id is 1 to 128 characters without spaces",
@@ -606,4 +606,17 @@ async fn call_distribution(
         data,
         totals,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_agent;
+
+    #[test]
+    fn an_agent_id_is_bounded_in_characters_not_bytes() {
+        assert!(valid_agent("agent", &"ü".repeat(128)).is_ok());
+        assert!(valid_agent("agent", &"ü".repeat(129)).is_err());
+        assert!(valid_agent("agent", "agent one").is_err());
+        assert!(valid_agent("agent", "").is_err());
+    }
 }

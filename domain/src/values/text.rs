@@ -7,9 +7,11 @@ pub fn bounded_text(value: &str, max: usize) -> Option<String> {
     (printable && !trimmed.is_empty() && trimmed.chars().count() <= max).then(|| trimmed.to_owned())
 }
 
-/// Whether `value` can be an e-mail address (has an `@`, at most 254 bytes).
+/// Whether `value` can be an e-mail address: it has an `@` and at most 254 characters.
+/// Characters, not bytes, as the API document's `maxLength` counts them: an address with
+/// umlauts that the document admits is not refused for its encoding.
 pub fn is_email(value: &str) -> bool {
-    value.contains('@') && value.len() <= 254
+    value.contains('@') && value.chars().count() <= 254
 }
 
 #[cfg(test)]
@@ -35,5 +37,9 @@ mod tests {
     fn an_email_needs_an_at_sign() {
         assert!(is_email("a@b.de"));
         assert!(!is_email("ab.de"));
+        let umlauts = format!("{}@b.de", "ü".repeat(249));
+        assert_eq!((umlauts.chars().count(), umlauts.len()), (254, 503));
+        assert!(is_email(&umlauts));
+        assert!(!is_email(&format!("ü{umlauts}")));
     }
 }
