@@ -189,9 +189,9 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     let poisoned = app.hold_then_confirm(&salon.key, request).await;
     let (healthy, position) = book(&app, &salon, 1, 2, 9, "+4915100000002").await;
 
-    // A read at the healthy booking's position also waits for the tenant's earlier events, so
-    // it answers 503 (retry shortly) while the poisoned booking is retried, and shows the
-    // healthy booking alone once that one is parked. Read as a client would: again on a 503.
+    // A read at the healthy booking's position also waits for the tenant's earlier events: it
+    // shows the healthy booking alone once the poisoned one is parked, and answers 503 (retry
+    // shortly) if its wait ends first. Read as a client would: again on a 503.
     let query = format!("/api/v2/mcp/bookings?min_position={position}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let page = loop {
