@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use commands::CommandError;
 use domain::{BookingError, StaffError, TenantError};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 /// The error types of the envelope, each with its fixed numeric code.
@@ -330,10 +331,68 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections use the envelope.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections use the envelope, and which takes a whole number written with
+/// a fraction (`60.0`) where an integer is expected: JSON Schema's `integer`, which the API
+/// document uses, admits it, and clients that hold every number as a float send it.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(WholeNumbers(value)) = axum::Json::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `T` read from JSON whose whole-valued floats were made integers first. A refusal names the
+/// field, as axum's own does.
+struct WholeNumbers<T>(T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for WholeNumbers<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = Value::deserialize(deserializer)?;
+        make_whole_numbers_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces every float without a fraction (within the 64-bit integers) by that integer. A
+/// field of type `f64` reads an integer as well, so only integer fields see a difference.
+fn make_whole_numbers_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(whole) = n.as_f64().and_then(whole_number) {
+                *value = whole;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(make_whole_numbers_integers),
+        Value::Object(fields) => fields.values_mut().for_each(make_whole_numbers_integers),
+        _ => {}
+    }
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "only whole floats strictly inside the integer range are cast, exactly"
+)]
+fn whole_number(f: f64) -> Option<Value> {
+    if f.fract() != 0.0 || !f.is_finite() {
+        return None;
+    }
+    if (0.0..u64::MAX as f64).contains(&f) {
+        Some(Value::from(f as u64))
+    } else if (i64::MIN as f64..0.0).contains(&f) {
+        Some(Value::from(f as i64))
+    } else {
+        None
+    }
+}
 
 /// `axum::extract::Path` whose rejections use the envelope.
 #[derive(Debug, FromRequestParts)]
@@ -382,6 +441,68 @@ mod tests {
             (e.status, e.kind),
             (StatusCode::FORBIDDEN, ErrorType::TenantQuotaExceeded)
         );
+    }
+
+    async fn read<T: DeserializeOwned>(body: &'static str) -> Result<T, ApiError> {
+        let request = axum::http::Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        Json::<T>::from_request(request, &()).await.map(|Json(t)| t)
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Service {
+        duration_minutes: u32,
+        price_minor: i64,
+        lat: f64,
+        breaks: Vec<u16>,
+    }
+
+    #[tokio::test]
+    async fn whole_numbers_written_as_floats_are_taken_where_integers_are_expected() {
+        let service: Service = read(
+            r#"{"duration_minutes": 60.0, "price_minor": -2500.0, "lat": 52.0, "breaks": [15.0, 30]}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            service,
+            Service {
+                duration_minutes: 60,
+                price_minor: -2500,
+                lat: 52.0,
+                breaks: vec![15, 30]
+            }
+        );
+        let fraction = read::<Service>(
+            r#"{"duration_minutes": 60, "price_minor": 0, "lat": 52.5, "breaks": [15.5]}"#,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(fraction.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            fraction
+                .message
+                .contains("breaks[0]: invalid type: floating point `15.5`"),
+            "{}",
+            fraction.message
+        );
+        let unknown = read::<Service>(r#"{"duration_minutes": 60, "extra": 1}"#)
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.message.contains("unknown field `extra`"),
+            "{}",
+            unknown.message
+        );
+        let syntax = read::<Service>(r#"{"duration_minutes": 60.0"#)
+            .await
+            .unwrap_err();
+        assert_eq!(syntax.status, StatusCode::BAD_REQUEST);
+        assert!(read::<u8>("256.0").await.is_err());
+        assert!(read::<u64>("1e300").await.is_err());
     }
 
     #[test]
