@@ -192,18 +192,14 @@ async fn a_poison_event_is_parked_the_others_flow_on_and_retry_applies_it(pool: 
     // A read at the healthy booking's position also waits for the tenant's earlier events: it
     // shows the healthy booking alone once the poisoned one is parked, and answers 503 (retry
     // shortly) if its wait ends first. Read as a client would: again on a 503.
-    let query = format!("/api/v2/mcp/bookings?min_position={position}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let page = loop {
-        let (status, page) = app.get(&salon.key, &query).await;
-        match status {
-            StatusCode::OK => break page,
-            StatusCode::SERVICE_UNAVAILABLE if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => panic!("the healthy booking was not shown: {status} {page}"),
-        }
-    };
+    let query = format!("?min_position={position}");
+    let path = format!("/api/v2/mcp/bookings{query}");
+    let shown = poll_until(Duration::from_secs(30), || async {
+        app.get(&salon.key, &path).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(shown, "the healthy booking's position was never reached");
+    let page = list(&app, &salon.key, &query).await;
     assert_eq!(ids(&page), std::slice::from_ref(&healthy));
 
     // Both of its events (created held, confirmed) end up parked: the second waits for the first.
