@@ -10,6 +10,7 @@ use commands::CommandError;
 use domain::{BookingError, StaffError, TenantError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// The error types of the envelope, each with its fixed numeric code.
@@ -346,13 +347,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// `T` read from JSON whose whole-valued floats were made integers first. A refusal names the
+/// `T` read from JSON as it is, or, where that fails, again with its whole-valued floats made
+/// integers: the `Value` tree is built only for a body that needs it. A refusal names the
 /// field, as axum's own does.
 struct WholeNumbers<T>(T);
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for WholeNumbers<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut value = Value::deserialize(deserializer)?;
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        if let Ok(read) = serde_json::from_str(raw.get()) {
+            return Ok(Self(read));
+        }
+        let mut value: Value = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
         make_whole_numbers_integers(&mut value);
         serde_path_to_error::deserialize(value)
             .map(Self)
